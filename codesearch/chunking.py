@@ -1,0 +1,404 @@
+"""What is a function: split source text into function, method and class chunks with Tree-Sitter.
+
+One walker serves every language; what differs (node types, where names and bodies are) lives
+in the tables of `codesearch.languages`. The walk descends into classes and scopes, emits each
+definition it meets, and never descends into a function: nested functions stay part of their
+parent's code. Tree-Sitter works on UTF-8 bytes, so every offset is a byte offset into
+`text.encode()`; lines are 1-based and count "\\n" only, so CRLF files number as editors do.
+
+Thread safety: `Parser` objects are not thread-safe, so each thread keeps its own (one per language).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+import textwrap
+import threading
+from dataclasses import dataclass
+
+from tree_sitter import Node, Parser
+
+from codesearch.languages import LANGUAGES, SPECS, LanguageSpec, grammar, language_for_path
+
+__all__ = ["LANGUAGES", "Chunk", "ChunkResult", "chunk_text", "code_without_docstring", "language_for_path"]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One function, method or class, with where it is and what it says about itself."""
+
+    path: str          # repo-relative posix path, as given by the caller
+    language: str      # one of LANGUAGES
+    kind: str          # "function" | "method" | "class"
+    name: str          # qualified name, e.g. "Parser.parse_json"
+    signature: str     # declaration up to the body, whitespace-collapsed
+    docstring: str     # Python docstring or the comment block right above, markers stripped; "" if none
+    start_line: int    # 1-based, inclusive; decorators (Python) and annotations (Java) included
+    end_line: int      # 1-based, inclusive
+    code: str          # source of start_line..end_line, from the line's indentation to the node's end
+    content_hash: str  # sha256 hex of `code` only, so a moved function keeps its hash
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """The chunks of one text, and whether its parse tree had ERROR/MISSING nodes.
+
+    Chunks whose own node contains an error are dropped; the clean ones are kept.
+    """
+
+    chunks: list[Chunk]
+    had_errors: bool
+
+
+@dataclass(frozen=True)
+class _Definition:
+    """A definition found by the walk, before it is turned into text."""
+
+    node: Node
+    kind: str
+    name: str
+
+
+_threads = threading.local()
+
+
+def _parser(language: str) -> Parser:
+    if not hasattr(_threads, "parsers"):
+        _threads.parsers = {}
+    parsers: dict[str, Parser] = _threads.parsers
+    if language not in parsers:
+        parsers[language] = Parser(grammar(language))
+    return parsers[language]
+
+
+def chunk_text(text: str, language: str, path: str = "") -> ChunkResult:
+    """Split `text`, source in `language`, into chunks.
+
+    Never raises on any text; raises ValueError for a language name not in LANGUAGES.
+    """
+    if language not in SPECS:
+        raise ValueError(f"unknown language {language!r}; expected one of {', '.join(LANGUAGES)}")
+    spec = SPECS[language]
+    source = text.encode("utf-8", "surrogatepass")
+    root = _parser(language).parse(source).root_node
+    definitions, comments = _walk(root, spec, source)
+    chunks = []
+    for definition in definitions:
+        chunk = _to_chunk(definition, spec, source, comments, language, path)
+        if chunk is not None:
+            chunks.append(chunk)
+    chunks.sort(key=lambda c: (c.start_line, -c.end_line))
+    return ChunkResult(chunks=chunks, had_errors=root.has_error)
+
+
+def code_without_docstring(chunk: Chunk) -> str:
+    """The chunk's code without its Python docstring statement; other languages' code as is.
+
+    Doc comments of other languages sit above the definition, outside `code`, so there is
+    nothing to remove. Used by the trainer to build (docstring, code) pairs.
+    """
+    if chunk.language != "python":
+        return chunk.code
+    code = chunk.code.replace("\r\n", "\n")  # textwrap.dedent sees "\r" as text, not indentation
+    dedented = textwrap.dedent(code)
+    source = dedented.encode("utf-8", "surrogatepass")
+    root = _parser("python").parse(source).root_node
+    definition = next((c for c in root.named_children if c.type != "comment"), None)
+    if definition is not None and definition.type == "decorated_definition":
+        definition = definition.child_by_field_name("definition")
+    statement = _python_docstring_node(definition) if definition is not None else None
+    if statement is None:
+        return chunk.code
+    # Map the statement's (row, column) in the dedented text back to the original lines.
+    lines, dedented_lines = code.split("\n"), dedented.split("\n")
+    (row0, col0), (row1, col1) = _row_col(source, statement.start_byte), _row_col(source, statement.end_byte)
+    before = lines[row0][: col0 + len(lines[row0]) - len(dedented_lines[row0])]
+    after = lines[row1][col1 + len(lines[row1]) - len(dedented_lines[row1]) :]
+    after = after.strip().removeprefix(";").strip()  # `def f(): """Doc."""; return 1`
+    joined = before.rstrip() + (" " + after if after else "")
+    kept = [joined] if joined.strip() else []
+    result = "\n".join(lines[:row0] + kept + lines[row1 + 1 :])
+    return result.replace("\n", "\r\n") if code != chunk.code else result
+
+
+# --- the walk -------------------------------------------------------------------------------
+
+
+def _walk(root: Node, spec: LanguageSpec, source: bytes) -> tuple[list[_Definition], dict[int, Node]]:
+    """Definitions in the tree, and the whole-line comments seen, by the row they end on.
+
+    Iterative, so a deeply nested tree cannot exhaust Python's recursion limit.
+    """
+    definitions: list[_Definition] = []
+    comments: dict[int, Node] = {}
+    stack: list[tuple[Node, tuple[str, ...]]] = [(root, ())]
+    while stack:
+        node, scope = stack.pop()
+        if node.type in spec.comments:
+            if _starts_line(source, node):
+                comments.setdefault(_last_row(node), node)
+            continue
+        role = _role(node, spec)
+        if role is not None:
+            name = _name(node, spec, source)
+            if name is None:
+                continue  # an anonymous class or function: nothing to call it by
+            if role == "function":
+                if node.type not in spec.body_required or _body(node, spec) is not None:
+                    qualified = ".".join(scope + (name,))
+                    is_method = bool(scope) or "." in name
+                    definitions.append(_Definition(node, "method" if is_method else "function", qualified))
+                continue
+            if role == "class" and _body(node, spec) is not None:
+                definitions.append(_Definition(node, "class", ".".join(scope + (name,))))
+            scope = scope + (name,)
+        stack.extend((child, scope) for child in reversed(node.named_children))
+    return definitions, comments
+
+
+def _role(node: Node, spec: LanguageSpec) -> str | None:
+    """The role a node plays: "function", "class", "scope", or None when it defines nothing."""
+    kind = node.type
+    if kind in spec.functions:
+        return "function"
+    if kind in spec.classes:
+        return "class"
+    if kind in spec.scopes:
+        return "scope"
+    for role, field, types in spec.conditional.get(kind, ()):
+        child = node.child_by_field_name(field)
+        if child is not None and child.type in types:
+            return role
+    return None
+
+
+def _name(node: Node, spec: LanguageSpec, source: bytes) -> str | None:
+    """The definition's name, qualified by what the syntax itself says (Go receiver, C++ `Foo::`)."""
+    if spec.declarator_names and node.type == "function_definition":
+        return _declarator_name(node, source)
+    name_node = node.child_by_field_name(spec.name_fields.get(node.type, "name"))
+    if name_node is None:
+        parent = node.parent  # `typedef struct {...} pair_t;` is named by its typedef
+        declarator = parent.child_by_field_name("declarator") if parent is not None else None
+        if parent is None or parent.type not in spec.wrappers or declarator is None:
+            return None
+        name_node = declarator
+    if name_node.named_child_count:  # `impl<T> Wrapper<T>`, `template<> class Foo<int>`
+        name_node = _first_of_type(name_node, "type_identifier") or name_node
+    name = _clean_name(_text(source, name_node))
+    receiver = node.child_by_field_name("receiver")  # Go: func (p *Point) Dist()
+    if receiver is not None:
+        receiver_type = _first_of_type(receiver, "type_identifier")
+        if receiver_type is not None:
+            name = f"{_text(source, receiver_type)}.{name}"
+    return name or None
+
+
+def _declarator_name(node: Node, source: bytes) -> str | None:
+    """C/C++: follow the declarator chain (`*`, parentheses) down to the function's name."""
+    declarator = node.child_by_field_name("declarator")
+    for _ in range(64):
+        if declarator is None:
+            return None
+        if declarator.type == "function_declarator":
+            target = declarator.child_by_field_name("declarator")
+            if target is None or target.type in ("parenthesized_declarator", "pointer_declarator"):
+                declarator = target  # `int (*f(int))(int)`: the name is further in
+                continue
+            return _qualified(target, source) or None
+        declarator = declarator.child_by_field_name("declarator") or (
+            declarator.named_children[0] if declarator.named_child_count else None
+        )
+    return None
+
+
+def _qualified(node: Node, source: bytes) -> str:
+    """`Foo<T>::Inner::bar` -> "Foo.Inner.bar": scopes without template arguments, the name as written."""
+    parts = []
+    while node.type == "qualified_identifier":
+        scope, node = node.child_by_field_name("scope"), node.child_by_field_name("name")
+        if scope is not None:
+            scope_name = scope.child_by_field_name("name") if scope.type == "template_type" else scope
+            parts.append(_text(source, scope_name or scope))
+        if node is None:
+            return ".".join(parts)
+    if node.type in ("template_function", "template_method"):
+        node = node.child_by_field_name("name") or node
+    return ".".join(parts + [_text(source, node)])
+
+
+def _clean_name(name: str) -> str:
+    return "".join(name.split()).replace("::", ".")
+
+
+def _first_of_type(node: Node, node_type: str) -> Node | None:
+    """The first node of a type in a preorder walk of `node`'s subtree."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current.type == node_type:
+            return current
+        stack.extend(reversed(current.named_children))
+    return None
+
+
+def _body(node: Node, spec: LanguageSpec) -> Node | None:
+    current: Node | None = node
+    for field in spec.body_paths.get(node.type, ("body",)):
+        if field == "*":
+            current = current.named_children[0] if current.named_child_count else None
+        else:
+            current = current.child_by_field_name(field)
+        if current is None:
+            return None
+    return current
+
+
+# --- from a definition to a chunk -------------------------------------------------------------
+
+
+def _to_chunk(
+    definition: _Definition,
+    spec: LanguageSpec,
+    source: bytes,
+    comments: dict[int, Node],
+    language: str,
+    path: str,
+) -> Chunk | None:
+    span = _span(definition.node, spec)
+    if span.has_error:
+        return None
+    start = span.start_byte
+    if _starts_line(source, span):
+        start -= span.start_point.column  # keep the indentation, so the code's columns are the file's
+    code_bytes = source[start : span.end_byte].rstrip(b"\r\n")
+    code = code_bytes.decode("utf-8", "replace")
+    if not code.strip():
+        return None
+    start_line = span.start_point.row + 1
+    docstring = _python_docstring(definition.node, source) if language == "python" else ""
+    return Chunk(
+        path=path,
+        language=language,
+        kind=definition.kind,
+        name=definition.name,
+        signature=_signature(definition.node, span, spec, source),
+        docstring=docstring or _doc_comment(span, spec, source, comments),
+        start_line=start_line,
+        end_line=start_line + code_bytes.count(b"\n"),
+        code=code,
+        content_hash=hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest(),
+    )
+
+
+def _span(node: Node, spec: LanguageSpec) -> Node:
+    """The node plus the wrappers that hold only it (decorators, `export`, `const f = ...`)."""
+    while (parent := node.parent) is not None and parent.type in spec.wrappers:
+        others = (c for c in parent.named_children if c != node)
+        if any(_role(c, spec) in ("function", "class") for c in others):
+            break  # `const a = () => 1, b = () => 2`: each declarator is its own chunk
+        node = parent
+    return node
+
+
+def _signature(node: Node, span: Node, spec: LanguageSpec, source: bytes) -> str:
+    """The declaration from its first keyword (decorators skipped) to the body, on one line."""
+    skipped = spec.decorators | spec.comments
+    first = next((c for c in span.children if c.type not in skipped), span)
+    start = first.start_byte
+    body = _body(node, spec)
+    if body is not None and body.start_byte >= start:
+        previous = body.prev_sibling
+        while previous is not None and previous.type in spec.comments:
+            previous = previous.prev_sibling
+        end = previous.end_byte if previous is not None and previous.end_byte > start else body.start_byte
+    else:
+        newline = source.find(b"\n", start, span.end_byte)
+        end = span.end_byte if newline < 0 else newline
+    text = " ".join(source[start:end].decode("utf-8", "replace").split())
+    return text.removesuffix("{").rstrip().removesuffix(";").rstrip()
+
+
+def _python_docstring_node(definition: Node) -> Node | None:
+    """The expression statement holding a Python function's or class's docstring, if any."""
+    body = definition.child_by_field_name("body")
+    if body is None:
+        return None
+    first = next((c for c in body.named_children if c.type != "comment"), None)
+    if first is None or first.type != "expression_statement" or first.named_child_count != 1:
+        return None
+    return first if first.named_children[0].type == "string" else None
+
+
+def _python_docstring(node: Node, source: bytes) -> str:
+    statement = _python_docstring_node(node)
+    if statement is None:
+        return ""
+    literal = _text(source, statement).replace("\r\n", "\n")
+    match = re.fullmatch(r"[a-zA-Z]*(\"\"\"|'''|\"|')(.*)\1", literal, re.DOTALL)
+    return inspect.cleandoc(match.group(2)) if match else ""
+
+
+def _doc_comment(span: Node, spec: LanguageSpec, source: bytes, comments: dict[int, Node]) -> str:
+    """The block of whole-line comments that ends on the line right above the definition.
+
+    Attributes and decorators between the comment and the definition (`#[derive]`, `@Log()`) are skipped.
+    """
+    anchor = span
+    while (previous := anchor.prev_named_sibling) is not None and previous.type in spec.decorators:
+        anchor = previous
+    block: list[Node] = []
+    row = anchor.start_point.row - 1
+    while (comment := comments.get(row)) is not None and comment.start_byte < anchor.start_byte:
+        block.append(comment)
+        row = comment.start_point.row - 1
+    return _strip_comment_markers("\n".join(_text(source, c).rstrip("\r\n") for c in reversed(block)))
+
+
+# An opening `/**`, a line marker `///` `//!` `//` `#`, or a block comment's leading `*`.
+_COMMENT_MARKER = re.compile(r"^(?:/\*+!?|//[/!]?|#|\*(?!/))")
+
+
+def _strip_comment_markers(text: str) -> str:
+    """`/** ... */`, `///`, `//`, `#` comments -> their text, dedented, without C#'s <summary> tags."""
+    lines = []
+    for line in text.replace("\r", "").split("\n"):
+        line = re.sub(r"\*+/$", "", line.rstrip())
+        bare = line.lstrip()
+        if marker := _COMMENT_MARKER.match(bare):
+            line = bare[marker.end() :]
+            line = line[1:] if line.startswith(" ") else line
+        lines.append(line.rstrip())
+    doc = textwrap.dedent("\n".join(lines)).strip("\n")
+    return re.sub(r"</?summary>", "", doc).strip()
+
+
+# --- byte helpers -----------------------------------------------------------------------------
+
+
+def _text(source: bytes, node: Node) -> str:
+    return source[node.start_byte : node.end_byte].decode("utf-8", "replace")
+
+
+def _starts_line(source: bytes, node: Node) -> bool:
+    """Whether only indentation precedes the node on its line.
+
+    Columns past 256 count as "no": deeper indentation does not occur in real code, and the
+    cap keeps minified one-line files linear (each check would otherwise rescan the line).
+    """
+    start, column = node.start_byte, node.start_point.column
+    return column <= 256 and not source[start - column : start].strip()
+
+
+def _last_row(node: Node) -> int:
+    """The row of the node's last character (Rust's `///` comments end after their newline)."""
+    end = node.end_point
+    return end.row - 1 if end.column == 0 and end.row > node.start_point.row else end.row
+
+
+def _row_col(source: bytes, offset: int) -> tuple[int, int]:
+    """(row, column in characters) of a byte offset."""
+    before = source[:offset].decode("utf-8", "replace")
+    return before.count("\n"), len(before) - before.rfind("\n") - 1

@@ -1,0 +1,244 @@
+"""The `codesearch` command: argument parsing and printing only; each command calls one engine function.
+
+Results go to stdout (`path:line` on every hit line), progress and diagnostics to stderr.
+Exit codes: 0 results, 1 no results, 2 bad input or error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.syntax import Syntax
+
+from codesearch import __version__
+from codesearch.config import Settings, load_settings
+from codesearch.errors import CodesearchError
+
+EXIT_FOUND, EXIT_NONE, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codesearch", description="Semantic code search over a repository.")
+    parser.add_argument("--version", action="version", version=f"codesearch {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", help="model folder (default: the model shipped with codesearch)")
+        p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to embed (default auto)")
+        p.add_argument("--threads", type=int, help="CPU threads for embedding (default: all cores)")
+        p.add_argument("--json", action="store_true", help="machine-readable output (JSON Lines)")
+
+    index = commands.add_parser("index", help="index or update the repository at PATH")
+    index.add_argument("path", nargs="?", default=".", help="repository root (default .)")
+    index.add_argument("--rebuild", action="store_true", help="drop the index and build it again")
+    common(index)
+
+    def query_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
+        p.add_argument("--lang", action="append", default=[], help="only this language (repeatable)")
+        p.add_argument("--path", dest="path_glob", help="only paths matching this glob (or under this prefix)")
+        p.add_argument("--root", help="repository root (default: found upward from the current directory)")
+        p.add_argument("--snippet-lines", type=int, default=6, help="lines of code shown per hit (0: none)")
+        common(p)
+
+    query = commands.add_parser("query", help="find functions by meaning")
+    query.add_argument("text", help="what you are looking for, e.g. 'parse json'")
+    query.add_argument("--mode", choices=["hybrid", "semantic", "lexical"], default="hybrid")
+    query_options(query)
+
+    similar = commands.add_parser("similar", help="find functions like the one at PATH:LINE, or like --code")
+    similar.add_argument("target", nargs="?", help="PATH:LINE of a function in the index")
+    similar.add_argument("--code", help="code to match instead of a location ('-' reads stdin)")
+    query_options(similar)
+
+    status = commands.add_parser("status", help="what is indexed, with which model, how fresh")
+    status.add_argument("path", nargs="?", default=None, help="repository root (default: found upward)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def find_root(start: Path) -> Path:
+    """The nearest directory at or above `start` that has an index, else a git root, else `start`."""
+    start = start.resolve()
+    for directory in (start, *start.parents):
+        if (directory / ".codesearch").is_dir() or (directory / ".codesearch.toml").is_file():
+            return directory
+    for directory in (start, *start.parents):
+        if (directory / ".git").exists():
+            return directory
+    return start
+
+
+def _settings(root: Path, args: argparse.Namespace) -> Settings:
+    flags = {name: getattr(args, name, None) for name in ("model", "device", "threads")}
+    return load_settings(root, flags)
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def cmd_index(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from codesearch.indexer import build_index
+
+    root = Path(args.path)
+    if not root.is_dir():
+        raise CodesearchError(f"not a directory: {args.path}")
+    settings = _settings(root.resolve(), args)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def tick(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        report = build_index(root, settings, rebuild=args.rebuild, progress=tick)
+    if report.rebuilt:
+        err.print(f"codesearch: {report.rebuilt}")
+    if args.json:
+        data = asdict(report)
+        data["skipped"] = dict(report.skipped)
+        data["skipped_paths"] = [{"path": p, "reason": r} for p, r in report.skipped_paths]
+        data["embedded_per_s"] = round(report.embedded_per_s, 1)
+        print(json.dumps(data))
+        return EXIT_FOUND
+    skipped = ", ".join(f"{n} {reason}" for reason, n in report.skipped.most_common()) or "none"
+    out.print(
+        f"indexed {report.files} files, {report.chunks} functions in {report.seconds:.1f}s "
+        f"({report.files_changed} files changed, {report.files_deleted} deleted; "
+        f"{report.chunks_embedded} functions embedded at {report.embedded_per_s:.0f}/s, {report.chunks_reused} reused)",
+        highlight=False,
+    )
+    out.print(f"skipped: {skipped}", highlight=False)
+    if report.syntax_errors:
+        out.print(f"{report.syntax_errors} files had syntax errors (their clean functions are indexed)", highlight=False)
+    return EXIT_FOUND
+
+
+def _open_index(args: argparse.Namespace):
+    from codesearch.search import Index
+
+    root = find_root(Path(args.root or "."))
+    return Index.open(root, _settings(root, args))
+
+
+def cmd_query(args: argparse.Namespace, out: Console, err: Console) -> int:
+    started = time.perf_counter()
+    index = _open_index(args)
+    hits = index.search(args.text, args.k, mode=args.mode, languages=args.lang, path=args.path_glob)
+    summary = {"type": "summary", "query": args.text, "mode": args.mode, "hits": len(hits)}
+    return _print_hits(hits, args, out, summary, started)
+
+
+def cmd_similar(args: argparse.Namespace, out: Console, err: Console) -> int:
+    started = time.perf_counter()
+    if bool(args.target) == bool(args.code):
+        raise CodesearchError("give either PATH:LINE or --code TEXT (or --code - to read stdin)")
+    index = _open_index(args)
+    filters = {"languages": args.lang, "path": args.path_glob}
+    if args.code:
+        code = sys.stdin.read() if args.code == "-" else args.code
+        hits = index.similar(code, args.k, **filters)
+        summary = {"type": "summary", "query": "code", "hits": len(hits)}
+    else:
+        path, sep, line = args.target.rpartition(":")
+        if not sep or not line.isdigit() or not path:
+            raise CodesearchError(f"expected PATH:LINE, got {args.target!r}")
+        this, hits = index.similar_at(path, int(line), args.k, **filters)
+        if not args.json:
+            err.print(f"similar to {this.name} ({this.path}:{this.start_line})", highlight=False)
+        summary = {"type": "summary", "query": f"{this.path}:{this.start_line}", "name": this.name, "hits": len(hits)}
+    return _print_hits(hits, args, out, summary, started)
+
+
+def _print_hits(hits, args: argparse.Namespace, out: Console, summary: dict, started: float) -> int:
+    summary["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    if args.json:
+        for hit in hits:
+            row = {"type": "hit", **asdict(hit)}
+            row["line"] = row.pop("start_line")
+            print(json.dumps(row))
+        print(json.dumps(summary))
+        return EXIT_FOUND if hits else EXIT_NONE
+    for hit in hits:
+        out.print(
+            f"[bold]{hit.rank:>2}[/]  {hit.score:.3f}  [magenta]{hit.path}:{hit.start_line}[/]  [green]{hit.name}[/]",
+            highlight=False,
+        )
+        if args.snippet_lines > 0:
+            snippet = "\n".join(hit.code.splitlines()[: args.snippet_lines])
+            if out.is_terminal:
+                out.print(Syntax(snippet, _lexer(hit.language), line_numbers=True, start_line=hit.start_line))
+            else:
+                for number, text in enumerate(snippet.splitlines(), start=hit.start_line):
+                    out.print(f"    {number:>5}  {text}", highlight=False, markup=False)
+    return EXIT_FOUND if hits else EXIT_NONE
+
+
+def _lexer(language: str) -> str:
+    return {"csharp": "csharp", "tsx": "tsx", "cpp": "cpp"}.get(language, language)
+
+
+def cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from codesearch.search import Index
+
+    root = find_root(Path(args.path or "."))
+    status = Index.open(root, load_settings(root)).status()
+    if args.json:
+        print(json.dumps(asdict(status)))
+        return EXIT_FOUND
+    age = time.time() - status.updated_at if status.updated_at else None
+    fresh = "up to date" if status.stale_files == 0 else f"{status.stale_files} files changed since"
+    out.print(f"index:     {status.index_path}", highlight=False)
+    out.print(f"model:     {status.model_id} ({status.dimension} dims)", highlight=False)
+    out.print(f"contents:  {status.files} files, {status.chunks} functions", highlight=False)
+    out.print("languages: " + ", ".join(f"{lang} {n}" for lang, n in status.languages.items()), highlight=False)
+    updated = f"{age / 60:.0f} min ago" if age is not None else "never"
+    state = "" if status.complete else " (last run did not finish: run `codesearch index`)"
+    out.print(f"updated:   {updated}, {fresh}{state}", highlight=False)
+    return EXIT_FOUND
+
+
+COMMANDS = {"index": cmd_index, "query": cmd_query, "similar": cmd_similar, "status": cmd_status}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        return COMMANDS[args.command](args, out, err)
+    except CodesearchError as exc:
+        if args.debug:
+            raise
+        err.print(f"codesearch: error: {exc}", markup=False, highlight=False)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        err.print("codesearch: interrupted (the index stays queryable; run the command again to finish)")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`codesearch query ... | head`): exit quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FOUND
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, never a traceback
+        if args.debug:
+            raise
+        err.print(f"codesearch: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", markup=False)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Settings, resolved once from every source into one frozen dataclass.
+
+Lowest to highest: built-in defaults, the user's config (`$XDG_CONFIG_HOME/codesearch/config.toml`),
+the repository's `.codesearch.toml` or `[tool.codesearch]` in its pyproject.toml, `CODESEARCH_*`
+environment variables, then command-line flags. Unknown keys are errors that list the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from codesearch.errors import CodesearchError
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = ""  # model folder; "" means the default model shipped with codesearch
+    languages: tuple[str, ...] = ()  # languages to index; () means every supported one
+    ignore: tuple[str, ...] = ()  # extra gitignore-style patterns, relative to the repository root
+    index_dir: str = ".codesearch"  # where the index lives, relative to the repository root
+    max_file_bytes: int = 1_000_000  # larger files are skipped as "too large"
+    device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
+    threads: int = 0  # ONNX Runtime CPU threads; 0 means all cores
+    batch_tokens: int = 16384  # tokens per embedding batch (rows x longest row)
+    window_overlap: int = 64  # tokens shared by consecutive windows of a long function
+
+    def index_path(self, root: Path) -> Path:
+        return (root / self.index_dir).resolve() if not Path(self.index_dir).is_absolute() else Path(self.index_dir)
+
+
+_DEVICES = ("auto", "cpu", "cuda")
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """Check and convert one setting's value to the field's type."""
+    default = getattr(Settings, name)
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise CodesearchError(f"{source}: '{name}' must be a list of strings")
+        return tuple(value)
+    if isinstance(default, int):
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise CodesearchError(f"{source}: '{name}' must be an integer, got {value!r}") from None
+        if number < 0:
+            raise CodesearchError(f"{source}: '{name}' must not be negative")
+        return number
+    if not isinstance(value, str):
+        raise CodesearchError(f"{source}: '{name}' must be a string, got {value!r}")
+    if name == "device" and value not in _DEVICES:
+        raise CodesearchError(f"{source}: 'device' must be one of {', '.join(_DEVICES)}, got {value!r}")
+    return value
+
+
+def _apply(values: dict[str, Any], layer: Mapping[str, Any], source: str, base: Path | None = None) -> None:
+    valid = [f.name for f in fields(Settings)]
+    for key, value in layer.items():
+        name = key.replace("-", "_")
+        if name not in valid:
+            raise CodesearchError(f"{source}: unknown setting '{key}' (valid: {', '.join(valid)})")
+        value = _coerce(name, value, source)
+        if name == "model" and value and base is not None and not Path(value).is_absolute():
+            value = str((base / value).resolve())
+        values[name] = value
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CodesearchError(f"cannot read config {path}: {exc}") from None
+
+
+def user_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "codesearch" / "config.toml"
+
+
+def load_settings(root: Path, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Resolve settings for the repository at `root`; `overrides` are the command-line flags that were given."""
+    values: dict[str, Any] = {}
+    user = user_config_path()
+    if user.is_file():
+        _apply(values, _read_toml(user), str(user), base=user.parent)
+    dedicated = root / ".codesearch.toml"
+    pyproject = root / "pyproject.toml"
+    if dedicated.is_file():
+        _apply(values, _read_toml(dedicated), str(dedicated), base=root)
+    elif pyproject.is_file():
+        section = _read_toml(pyproject).get("tool", {}).get("codesearch", {})
+        _apply(values, section, f"{pyproject} [tool.codesearch]", base=root)
+    env = {
+        f.name: os.environ[f"CODESEARCH_{f.name.upper()}"]
+        for f in fields(Settings)
+        if f"CODESEARCH_{f.name.upper()}" in os.environ
+    }
+    _apply(values, env, "environment", base=Path.cwd())
+    if overrides:
+        _apply(values, {k: v for k, v in overrides.items() if v is not None}, "command line", base=Path.cwd())
+    return dataclasses.replace(Settings(), **values)

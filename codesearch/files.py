@@ -1,0 +1,374 @@
+"""Which files get indexed: walk a tree as git sees it, skip what is not worth embedding, read text safely.
+
+The walk honours .gitignore files at every level, .git/info/exclude, .codesearchignore files and the
+user's extra patterns, prunes ignored directories as git does, never leaves the root, and counts every
+candidate it drops by reason so that nothing disappears silently.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import hashlib
+import os
+import re
+import stat
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pathspec.patterns.gitignore import GitIgnorePatternError
+from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
+
+from codesearch.errors import CodesearchError
+from codesearch.languages import language_for_path
+
+# What the walk passes over without being told, in one place. Each can be brought back with a `!` rule.
+SKIP_DIRS = frozenset({
+    "node_modules", "bower_components", "vendor", "third_party",  # vendored dependencies
+    "dist", "build", "target",                                    # build output
+    "__pycache__", ".venv", "venv", ".tox",                       # Python environments and caches
+})
+LOCK_FILES = frozenset({
+    "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "bun.lockb", "Cargo.lock", "poetry.lock",
+    "Pipfile.lock", "uv.lock", "Gemfile.lock", "composer.lock", "go.sum",
+})
+MINIFIABLE_SUFFIXES = (".js", ".mjs", ".cjs", ".css")
+IGNORE_FILE = ".gitignore"
+CODESEARCH_IGNORE_FILE = ".codesearchignore"
+
+HEAD_BYTES = 4096        # read from each candidate to spot binary, generated and minified files
+GENERATED_HEAD = 2048    # generated-code markers must appear this early
+MINIFIED_LINE = 1000     # a line this long near the top of a .js/.css file means it was minified
+BINARY_HEAD = 8192       # a NUL byte this early means binary, as git decides
+
+# The markers are spelled with groups and classes so that this file does not match them itself.
+_GENERATED_MARKER = re.compile(rb"@(?:generated)|<auto-(?:generated)|Code generated .{0,200}DO NOT[ ]EDIT")
+_DO_NOT_EDIT = b"DO NOT" + b" EDIT"
+_GENERATED_TOP_LINES = 5  # "DO NOT EDIT" alone counts only in the first lines
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file the walk chose to index."""
+
+    path: str        # repo-relative posix path, "src/app.py"
+    abs_path: Path
+    size: int
+    mtime_ns: int
+    language: str
+
+
+@dataclass
+class WalkResult:
+    """The files to index, and what was passed over and why (directory paths end in "/")."""
+
+    files: list[SourceFile] = field(default_factory=list)
+    skipped: collections.Counter[str] = field(default_factory=collections.Counter)
+    skipped_paths: list[tuple[str, str]] = field(default_factory=list)
+
+    def skip(self, path: str, reason: str) -> None:
+        self.skipped[reason] += 1
+        self.skipped_paths.append((path, reason))
+
+
+class SkipFile(Exception):
+    """A file that cannot be indexed; `reason` is the short string that gets counted."""
+
+    def __init__(self, reason: str, path: str | os.PathLike[str] = "") -> None:
+        super().__init__(f"{os.fspath(path)}: {reason}" if path else reason)
+        self.reason = reason
+        self.path = os.fspath(path)
+
+
+# pathspec marks directory matches with a named group; joined into one expression, the names would clash.
+_NAMED_GROUP = re.compile(r"\(\?P<\w+>")
+
+
+@dataclass(frozen=True)
+class IgnoreRules:
+    """The patterns of one ignore file, for the paths below the directory holding it.
+
+    pathspec translates each line to a regular expression. Its expressions also match everything below
+    a matching directory, because it answers for flat lists of files; we walk and prune instead, so
+    every parent of a path has already been accepted and only a match of the path itself may count:
+    each expression must therefore match up to the end of the path (directories carry a trailing "/").
+    """
+
+    base: str                                          # "" for the root, else "src/lib/"
+    rules: tuple[tuple[re.Pattern[str], bool], ...]   # (expression, ignores?), last line first
+    any_rule: re.Pattern[str]                          # all of them at once: most paths match none
+
+    @classmethod
+    def parse(cls, lines: Iterable[str], base: str = "") -> IgnoreRules:
+        sources, rules = [], []
+        for line in lines:
+            try:
+                pattern = GitIgnoreSpecPattern(_spell_out_trailing_globstar(line))
+            except GitIgnorePatternError:
+                continue  # git skips a line it cannot parse, such as one ending in a lone backslash
+            if pattern.include is not None and pattern.regex is not None:
+                source = rf"(?:{pattern.regex.pattern})\Z"
+                rules.append((re.compile(source, pattern.regex.flags), pattern.include))
+                sources.append(_NAMED_GROUP.sub("(?:", source))
+        any_rule = re.compile("|".join(sources) or r"(?!)")
+        return cls(base, tuple(reversed(rules)), any_rule)
+
+    def verdict(self, path: str, is_dir: bool) -> bool | None:
+        """True if the last line matching `path` ignores it, False for a `!` line, None if none match."""
+        text = path[len(self.base):] + ("/" if is_dir else "")
+        if not self.any_rule.search(text):
+            return None
+        for regex, ignores in self.rules:
+            if regex.search(text):
+                return ignores
+        return None
+
+
+Layer = tuple[IgnoreRules, ...]  # ignore files of one kind, from the root down
+
+
+def _spell_out_trailing_globstar(line: str) -> str:
+    """Rewrite "dir/**" as "dir/**/*": the same set for git, but pathspec's expression for the first
+    form matches "dir/" itself, which would make the walk prune a directory git still enters."""
+    body = line.rstrip(" ")  # a line ending in an escaped space keeps its backslash last: left alone
+    for tail in ("/**", "/**/"):
+        if body.endswith(tail):
+            return body[: -len(tail)] + "/**/*" + tail[3:]
+    return line
+
+
+def _read_rules(path: str, base: str, result: WalkResult, rel: str) -> IgnoreRules | None:
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            rules = IgnoreRules.parse(f.read().splitlines(), base)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        result.skip(rel, "unreadable")
+        return None
+    return rules if rules.rules else None
+
+
+def walk(
+    root: Path,
+    *,
+    extra_ignores: Sequence[str] = (),
+    languages: Collection[str] | None = None,
+    max_file_bytes: int = 1_000_000,
+    index_dir: str = ".codesearch",
+) -> WalkResult:
+    """List the source files under `root` that should be indexed, sorted by path.
+
+    Precedence, lowest first: .git/info/exclude, .gitignore files from the root down, .codesearchignore
+    files from the root down, then `extra_ignores` (relative to root); the last matching line decides.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise CodesearchError(f"{root}: not a directory")
+    walker = _Walker(
+        root=os.path.realpath(root),
+        languages=None if languages is None else frozenset(languages),
+        max_file_bytes=max_file_bytes,
+        index_dir=index_dir.strip("/"),
+    )
+    exclude_file = os.path.join(walker.root, ".git", "info", "exclude")
+    exclude = _read_rules(exclude_file, "", walker.result, ".git/info/exclude")
+    extra = IgnoreRules.parse(extra_ignores)
+    walker.run(git=(exclude,) if exclude else (), extra=(extra,) if extra.rules else ())
+    walker.result.files.sort(key=lambda f: f.path)
+    walker.result.skipped_paths.sort()
+    return walker.result
+
+
+@dataclass
+class _Walker:
+    """The state of one walk: options, the answer so far, and the real directories already entered."""
+
+    root: str
+    languages: frozenset[str] | None
+    max_file_bytes: int
+    index_dir: str
+    result: WalkResult = field(default_factory=WalkResult)
+    seen_dirs: set[tuple[int, int]] = field(default_factory=set)
+
+    def run(self, git: Layer, extra: Layer) -> None:
+        # Depth-first with an explicit stack of (absolute dir, its "rel/" prefix, git layer, our layer).
+        stack: list[tuple[str, str, Layer, Layer]] = [(self.root, "", git, ())]
+        root_stat = os.stat(self.root)
+        self.seen_dirs.add((root_stat.st_dev, root_stat.st_ino))
+        while stack:
+            abs_dir, prefix, git, ours = stack.pop()
+            try:
+                with os.scandir(abs_dir) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except FileNotFoundError:
+                self.result.skip(prefix, "vanished")
+                continue
+            except OSError:
+                self.result.skip(prefix, "unreadable")
+                continue
+            names = {e.name for e in entries}
+            git += self._rules_in(abs_dir, prefix, IGNORE_FILE, names)
+            ours += self._rules_in(abs_dir, prefix, CODESEARCH_IGNORE_FILE, names)
+            highest_first = extra + ours[::-1] + git[::-1]
+            for entry in entries:
+                rel = prefix + entry.name
+                if entry.name == ".git" or rel == self.index_dir:
+                    continue
+                is_dir = entry.is_dir(follow_symlinks=False)  # git matches a symlink as a file
+                verdict = next((v for r in highest_first if (v := r.verdict(rel, is_dir)) is not None), None)
+                if is_dir:
+                    if self._enter(entry, rel, verdict):
+                        stack.append((entry.path, rel + "/", git, ours))
+                elif verdict:
+                    if self._wanted_language(rel):
+                        self.result.skip(rel, "ignored")
+                else:
+                    self._consider_file(entry, rel)
+
+    def _rules_in(self, abs_dir: str, prefix: str, name: str, names: set[str]) -> Layer:
+        """The rules of ignore file `name` in this directory, as a 0- or 1-tuple to append to a layer."""
+        if name not in names:
+            return ()
+        rules = _read_rules(os.path.join(abs_dir, name), prefix, self.result, prefix + name)
+        return (rules,) if rules else ()
+
+    def _enter(self, entry: os.DirEntry[str], rel: str, verdict: bool | None) -> bool:
+        """Whether to descend into a directory; a `!` rule (verdict False) overrides SKIP_DIRS."""
+        if verdict:
+            reason = "ignored"
+        elif verdict is None and entry.name in SKIP_DIRS:
+            reason = "vendored/build dir"
+        else:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                reason = "vanished"
+            except OSError:
+                reason = "unreadable"
+            else:
+                key = (st.st_dev, st.st_ino)
+                if key not in self.seen_dirs:  # only bind mounts can bring a directory back
+                    self.seen_dirs.add(key)
+                    return True
+                reason = "symlink loop"
+        self.result.skip(rel + "/", reason)
+        return False
+
+    def _wanted_language(self, rel: str) -> str | None:
+        language = language_for_path(rel)
+        if language is None or (self.languages is not None and language not in self.languages):
+            return None
+        return language
+
+    def _consider_file(self, entry: os.DirEntry[str], rel: str) -> None:
+        """Keep a file or count why not; a file of no wanted language is not code and is not counted."""
+        if entry.name in LOCK_FILES:
+            self.result.skip(rel, "lock file")
+            return
+        st, reason = self._follow_link(entry) if entry.is_symlink() else (None, "")
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            self.result.skip(rel + "/", reason)  # a linked directory is counted whatever its name
+            return
+        language = self._wanted_language(rel)
+        if language is None:
+            return
+        if st is None and not reason:
+            st, reason = _stat(entry)  # only now: most files in a tree are not code
+        if not reason:
+            assert st is not None
+            reason = self._skip_reason(entry.path, rel, st)
+        if reason:
+            self.result.skip(rel, reason)
+            return
+        source = SourceFile(rel, Path(self.root, rel), st.st_size, st.st_mtime_ns, language)
+        self.result.files.append(source)
+
+    def _follow_link(self, entry: os.DirEntry[str]) -> tuple[os.stat_result | None, str]:
+        """The target's stat and a skip reason ("" to keep it): only file links inside the root are kept."""
+        try:
+            st = os.stat(entry.path)
+        except OSError as e:
+            return None, "symlink loop" if e.errno == errno.ELOOP else "broken symlink"
+        target = os.path.realpath(entry.path)
+        inside = target == self.root or target.startswith(self.root.rstrip(os.sep) + os.sep)
+        if not inside:
+            return st, "symlink outside root"
+        if stat.S_ISDIR(st.st_mode):
+            return st, "symlink"  # it would duplicate a directory the walk reaches anyway
+        return st, ""
+
+    def _skip_reason(self, abs_path: str, rel: str, st: os.stat_result) -> str:
+        """Why a candidate file is not worth indexing, or "" to keep it; reads at most HEAD_BYTES."""
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file"
+        if st.st_size > self.max_file_bytes:
+            return "too large"
+        name = rel.rsplit("/", 1)[-1]
+        if name.endswith((".min.js", ".min.css")):
+            return "minified"
+        try:
+            with open(abs_path, "rb") as f:
+                head = f.read(HEAD_BYTES)
+        except FileNotFoundError:
+            return "vanished"
+        except OSError:
+            return "unreadable"
+        if b"\0" in head:
+            return "binary"
+        if looks_generated(head):
+            return "generated"
+        if name.endswith(MINIFIABLE_SUFFIXES) and max(map(len, head.split(b"\n"))) > MINIFIED_LINE:
+            return "minified"
+        return ""
+
+
+def _stat(entry: os.DirEntry[str]) -> tuple[os.stat_result | None, str]:
+    try:
+        return entry.stat(follow_symlinks=False), ""
+    except FileNotFoundError:
+        return None, "vanished"
+    except OSError:
+        return None, "unreadable"
+
+
+def looks_generated(head: bytes) -> bool:
+    """Whether the start of a file carries a generated-code marker (@generated, Go's "Code generated
+    ... DO NOT EDIT", .NET's <auto-generated>, or a bare "DO NOT EDIT" in the first lines)."""
+    head = head[:GENERATED_HEAD]
+    if _GENERATED_MARKER.search(head):
+        return True
+    top_lines = head.split(b"\n", _GENERATED_TOP_LINES)[:_GENERATED_TOP_LINES]
+    return any(_DO_NOT_EDIT in line for line in top_lines)
+
+
+def read_source(file: SourceFile | Path, max_file_bytes: int = 1_000_000) -> tuple[str, str]:
+    """The text of a source file and the sha256 of its raw bytes; raises SkipFile when it cannot be indexed.
+
+    The bytes are decoded strictly as UTF-8 with a leading BOM dropped; line endings are left alone so
+    that offsets match the file on disk.
+    """
+    path = file.abs_path if isinstance(file, SourceFile) else Path(file)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_file_bytes + 1)
+    except FileNotFoundError:
+        raise SkipFile("vanished", path) from None
+    except OSError:  # a directory, no permission, an I/O error
+        raise SkipFile("unreadable", path) from None
+    if len(data) > max_file_bytes:
+        raise SkipFile("too large", path)
+    if b"\0" in data[:BINARY_HEAD]:
+        raise SkipFile("binary", path)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SkipFile("not utf-8", path) from None
+    return text, hashlib.sha256(data).hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """The sha256 hex digest of a file's bytes, read in blocks so that size does not matter."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

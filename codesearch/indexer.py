@@ -1,0 +1,286 @@
+"""files -> chunks -> embeddings -> store, incrementally.
+
+A run reads only files whose size or mtime changed (and re-chunks only those whose bytes changed),
+embeds only chunks whose content hash has no vectors yet for this model (a moved function keeps its
+vectors), writes each batch of files in one commit and deletes the rows of deleted files. The index
+stays queryable throughout; an interrupted run leaves `complete: false` in meta.json and the next
+run finishes the work.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from codesearch.chunking import LANGUAGES, Chunk, chunk_text
+from codesearch.config import Settings
+from codesearch.errors import CodesearchError
+from codesearch.files import SkipFile, SourceFile, read_source, walk
+from codesearch.lexical import lexical_text
+from codesearch.model import Encoder, ModelFolder, resolve_model
+from codesearch.store import SCHEMA_VERSION, FileState, IndexMeta, Store, row_id
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+_BATCH_CHUNKS = 1024  # chunks embedded and committed together
+
+
+@dataclass
+class IndexReport:
+    root: str
+    index_path: str
+    model_id: str
+    files: int = 0  # files in scope after ignores
+    files_read: int = 0  # files whose bytes were read this run
+    files_changed: int = 0  # files whose chunks were rewritten
+    files_deleted: int = 0
+    chunks: int = 0  # chunks in the index after the run
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    windows_embedded: int = 0
+    syntax_errors: int = 0  # files indexed partially because Tree-Sitter found errors
+    skipped: Counter = field(default_factory=Counter)
+    skipped_paths: list[tuple[str, str]] = field(default_factory=list)
+    rebuilt: str = ""  # why the index was rebuilt from scratch, if it was
+    seconds: float = 0.0
+
+    @property
+    def embedded_per_s(self) -> float:
+        return self.chunks_embedded / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class _Pending:
+    """A file read and chunked this run, waiting for its vectors."""
+
+    file: SourceFile
+    sha256: str
+    chunks: list[Chunk]
+
+
+def check_languages(settings: Settings) -> None:
+    unknown = [lang for lang in settings.languages if lang not in LANGUAGES]
+    if unknown:
+        raise CodesearchError(f"unknown language {unknown[0]!r} (supported: {', '.join(LANGUAGES)})")
+
+
+@contextmanager
+def writer_lock(index_path: Path):
+    """One writer per index: a second `codesearch index` (or daemon) fails fast instead of interleaving."""
+    index_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(index_path / "write.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CodesearchError(f"another codesearch process is writing the index at {index_path}") from None
+        yield
+
+
+def chunk_rows(chunk: Chunk, vectors: np.ndarray) -> list[dict]:
+    """Store rows for one chunk: one per embedded window; window 0 carries the full-text field."""
+    chunk_id = row_id(chunk.path, chunk.kind, chunk.name, chunk.start_line, chunk.content_hash)
+    lexical = lexical_text(f"{chunk.name} {chunk.name} {Path(chunk.path).stem} {chunk.docstring} {chunk.code}")
+    return [
+        {
+            "id": f"{chunk_id}:{window}",
+            "chunk_id": chunk_id,
+            "window": window,
+            "path": chunk.path,
+            "language": chunk.language,
+            "kind": chunk.kind,
+            "name": chunk.name,
+            "signature": chunk.signature,
+            "docstring": chunk.docstring,
+            "start_line": chunk.start_line,
+            "end_line": chunk.end_line,
+            "code": chunk.code,
+            "content_hash": chunk.content_hash,
+            "lexical": lexical if window == 0 else "",
+            "vector": vector,
+        }
+        for window, vector in enumerate(vectors)
+    ]
+
+
+def _open_store(index_path: Path, folder: ModelFolder, settings: Settings, rebuild: bool, report: IndexReport) -> Store:
+    if rebuild and index_path.exists():
+        # Only our own files inside the index directory are removed.
+        shutil.rmtree(index_path / "db", ignore_errors=True)
+        (index_path / "meta.json").unlink(missing_ok=True)
+        report.rebuilt = "--rebuild asked for"
+    store = Store.open(index_path, create=True)
+    wanted = IndexMeta(
+        schema=SCHEMA_VERSION,
+        model_id=folder.model_id,
+        dimension=folder.dimension,
+        max_length=folder.max_length,
+        window_overlap=settings.window_overlap,
+        created_at=time.time(),
+    )
+    old = store.meta
+    if old is None:
+        store.reset(wanted)
+    elif not wanted.same_vectors(old):
+        if old.model_id != wanted.model_id:
+            report.rebuilt = f"model changed from {old.model_id} to {wanted.model_id}: rebuilding the index"
+        else:
+            report.rebuilt = "index format or windowing changed: rebuilding the index"
+        store.reset(wanted)
+    else:
+        store.write_meta(IndexMeta(**{**old.__dict__, "complete": False}))
+    return store
+
+
+def build_index(
+    root: Path,
+    settings: Settings,
+    *,
+    rebuild: bool = False,
+    progress: Progress | None = None,
+    encoder: Encoder | None = None,
+    batch_chunks: int = _BATCH_CHUNKS,
+) -> IndexReport:
+    """Bring the index of the repository at `root` up to date and report what was done.
+
+    `progress(stage, done, total)` is called as work advances; `batch_chunks` chunks are embedded
+    and committed together.
+    """
+    started = time.perf_counter()
+    root = root.resolve()
+    if not root.is_dir():
+        raise CodesearchError(f"not a directory: {root}")
+    check_languages(settings)
+    folder = encoder.folder if encoder else resolve_model(settings.model)
+    index_path = settings.index_path(root)
+    report = IndexReport(root=str(root), index_path=str(index_path), model_id=folder.model_id)
+    tick = progress or (lambda stage, done, total: None)
+
+    with writer_lock(index_path):
+        store = _open_store(index_path, folder, settings, rebuild, report)
+        walked = walk(
+            root,
+            extra_ignores=settings.ignore,
+            languages=settings.languages or None,
+            max_file_bytes=settings.max_file_bytes,
+            index_dir=settings.index_dir,
+        )
+        report.files = len(walked.files)
+        report.skipped.update(walked.skipped)
+        report.skipped_paths.extend(walked.skipped_paths)
+
+        states = store.file_states()
+        in_scope = {f.path for f in walked.files}
+        deleted = sorted(p for p in states if p not in in_scope)
+        candidates = [
+            f for f in walked.files
+            if (s := states.get(f.path)) is None or (s.size, s.mtime_ns) != (f.size, f.mtime_ns)
+        ]
+
+        pending, touched = _read_candidates(candidates, states, settings, report, deleted, tick)
+        if touched:  # same bytes, new mtime: record the new stat so the next run skips them
+            store.replace_files([], [], touched)
+        if pending:
+            encoder = encoder or Encoder(
+                folder, device=settings.device, threads=settings.threads, batch_tokens=settings.batch_tokens
+            )
+            _embed_and_write(store, encoder, pending, settings, report, tick, batch_chunks)
+        if deleted:
+            store.delete_files(deleted)
+            report.files_deleted = len(deleted)
+        store.finish()
+        report.chunks = store.counts()["chunks"]
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _read_candidates(
+    candidates: list[SourceFile],
+    states: dict[str, FileState],
+    settings: Settings,
+    report: IndexReport,
+    deleted: list[str],
+    tick: Progress,
+) -> tuple[list[_Pending], list[FileState]]:
+    """Read and chunk the files that may have changed; split them into changed and merely touched."""
+    pending: list[_Pending] = []
+    touched: list[FileState] = []
+    for done, file in enumerate(candidates, start=1):
+        tick("reading", done, len(candidates))
+        try:
+            text, sha = read_source(file, settings.max_file_bytes)
+        except SkipFile as skip:
+            report.skipped[skip.reason] += 1
+            report.skipped_paths.append((file.path, skip.reason))
+            if file.path in states:
+                deleted.append(file.path)  # was indexed, now unreadable or binary: drop its rows
+            continue
+        report.files_read += 1
+        old = states.get(file.path)
+        if old is not None and old.sha256 == sha:
+            touched.append(FileState(file.path, file.size, file.mtime_ns, sha, file.language, old.chunks))
+            continue
+        result = chunk_text(text, file.language, file.path)
+        if result.had_errors:
+            report.syntax_errors += 1
+        pending.append(_Pending(file, sha, result.chunks))
+    return pending, touched
+
+
+def _embed_and_write(
+    store: Store,
+    encoder: Encoder,
+    pending: list[_Pending],
+    settings: Settings,
+    report: IndexReport,
+    tick: Progress,
+    batch_chunks: int,
+) -> None:
+    """Reuse stored vectors by content hash, embed the rest, and commit file batches in order."""
+    # Look up every needed hash before the first write, so a function moved between two changed
+    # files finds its old vectors even if its old file is rewritten first.
+    known = store.vectors_for({c.content_hash for p in pending for c in p.chunks})
+    total = sum(len(p.chunks) for p in pending)
+    done = 0
+    batch: list[_Pending] = []
+    for item in pending:
+        batch.append(item)
+        if sum(len(p.chunks) for p in batch) >= batch_chunks or item is pending[-1]:
+            rows = []
+            fresh = {c.content_hash: c for p in batch for c in p.chunks if c.content_hash not in known}
+            if fresh:
+                # A class's methods are chunks of their own: its first window stands for it.
+                for is_class in (False, True):
+                    group = [c for c in fresh.values() if (c.kind == "class") == is_class]
+                    if not group:
+                        continue
+                    vectors = encoder.embed_texts(
+                        [c.code for c in group],
+                        kind="code",
+                        overlap=settings.window_overlap,
+                        max_windows=1 if is_class else None,
+                    )
+                    for chunk, windows in zip(group, vectors):
+                        known[chunk.content_hash] = windows
+                        report.windows_embedded += len(windows)
+                report.chunks_embedded += len(fresh)
+            for p in batch:
+                for chunk in p.chunks:
+                    rows.extend(chunk_rows(chunk, known[chunk.content_hash]))
+                report.chunks_reused += sum(1 for c in p.chunks if c.content_hash not in fresh)
+            states = [
+                FileState(p.file.path, p.file.size, p.file.mtime_ns, p.sha256, p.file.language, len(p.chunks))
+                for p in batch
+            ]
+            store.replace_files([p.file.path for p in batch], rows, states)
+            report.files_changed += len(batch)
+            done += sum(len(p.chunks) for p in batch)
+            tick("embedding", done, total)
+            batch = []

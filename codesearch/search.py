@@ -1,0 +1,258 @@
+"""Queries over the store: semantic, lexical and hybrid search, and clone (code-to-code) queries."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from codesearch.config import Settings, load_settings
+from codesearch.errors import CodesearchError
+from codesearch.files import walk
+from codesearch.lexical import lexical_text
+from codesearch.model import Encoder, resolve_model
+from codesearch.store import SCHEMA_VERSION, Store, glob_to_like, sql_in, sql_str
+
+RRF_K = 60
+
+
+def rrf_fuse(rankings: Sequence[Sequence[Hashable]], k: int = RRF_K) -> list[tuple[Hashable, float]]:
+    """Reciprocal rank fusion: score(d) = sum over rankings of 1 / (k + rank), rank from 1.
+
+    Returns (item, score) best first; ties keep the order of first appearance.
+    """
+    scores: dict[Hashable, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+MODES = ("hybrid", "semantic", "lexical")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: a chunk (all its windows shown as one hit)."""
+
+    rank: int
+    score: float
+    path: str
+    start_line: int
+    end_line: int
+    name: str
+    kind: str
+    language: str
+    signature: str
+    docstring: str
+    code: str
+    chunk_id: str
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    root: str
+    index_path: str
+    model_id: str
+    dimension: int
+    files: int
+    chunks: int
+    rows: int
+    languages: dict[str, int]
+    updated_at: float
+    complete: bool
+    stale_files: int  # files in scope whose size or mtime differ from the index, or that are new or gone
+
+
+class Index:
+    """A repository's index, opened for queries: `Index.open(root).search("parse json")`."""
+
+    def __init__(self, root: Path, settings: Settings, store: Store) -> None:
+        self.root = root
+        self.settings = settings
+        self.store = store
+        self._encoder: Encoder | None = None
+
+    @classmethod
+    def open(cls, root: Path, settings: Settings | None = None, *, live: bool = False) -> "Index":
+        root = root.resolve()
+        settings = settings or load_settings(root)
+        store = Store.open(settings.index_path(root), live=live)
+        if store.meta is None or store.meta.schema != SCHEMA_VERSION:
+            raise CodesearchError(
+                f"index at {store.path} was made by another codesearch version: run `codesearch index --rebuild`"
+            )
+        return cls(root, settings, store)
+
+    @property
+    def encoder(self) -> Encoder:
+        """The model the index was built with (loaded on first semantic query)."""
+        if self._encoder is None:
+            folder = resolve_model(self.settings.model)
+            if folder.model_id != self.store.meta.model_id:
+                raise CodesearchError(
+                    f"the index was built with model {self.store.meta.model_id}, but the configured model is "
+                    f"{folder.model_id}: run `codesearch index` to rebuild it"
+                )
+            self._encoder = Encoder(folder, device=self.settings.device, threads=self.settings.threads)
+        return self._encoder
+
+    # --- natural language -> code ----------------------------------------------------------------
+
+    def search(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        mode: str = "hybrid",
+        languages: Sequence[str] = (),
+        path: str | None = None,
+    ) -> list[Hit]:
+        """Functions matching a natural-language (or identifier) query, best first."""
+        if not text.strip():
+            raise CodesearchError("empty query")
+        if mode not in MODES:
+            raise CodesearchError(f"unknown mode {mode!r} (use {', '.join(MODES)})")
+        if k < 1:
+            raise CodesearchError("k must be at least 1")
+        where = _filter(languages, path)
+        pool = max(k * 4, 50)  # candidates per ranking before fusion
+        rankings: list[list[str]] = []
+        rows: dict[str, dict] = {}
+        scores: dict[str, float] = {}
+        if mode in ("semantic", "hybrid"):
+            vector = self.encoder.embed_query(text)
+            hits = _best_per_chunk(self.store.vector_search(vector, pool * 2, where), rows)
+            scores.update((cid, 1.0 - dist) for cid, dist in hits)
+            rankings.append([cid for cid, _ in hits][:pool])
+        if mode in ("lexical", "hybrid"):
+            found = self.store.text_search(lexical_text(text), pool, where)
+            for row in found:
+                rows.setdefault(row["chunk_id"], row)
+                scores.setdefault(row["chunk_id"], float(row.get("_score", 0.0)))
+            rankings.append([row["chunk_id"] for row in found])
+        if mode == "hybrid":
+            ranked = rrf_fuse(rankings)
+        else:
+            ranked = [(cid, scores[cid]) for cid in rankings[0]]
+        return [_hit(rank, score, rows[cid]) for rank, (cid, score) in enumerate(ranked[:k], start=1)]
+
+    # --- code -> code ----------------------------------------------------------------------------
+
+    def similar(
+        self,
+        code: str,
+        k: int = 10,
+        *,
+        languages: Sequence[str] = (),
+        path: str | None = None,
+        exclude: str | None = None,
+    ) -> list[Hit]:
+        """Functions most like `code` (a clone query); `exclude` is a chunk id to leave out (the query itself)."""
+        if not code.strip():
+            raise CodesearchError("empty code")
+        windows = self.encoder.embed_texts([code], kind="code", overlap=self.settings.window_overlap)[0]
+        return self._similar_to(windows, k, _filter(languages, path), exclude)
+
+    def similar_at(
+        self, file: str, line: int, k: int = 10, *, languages: Sequence[str] = (), path: str | None = None
+    ) -> tuple[Hit, list[Hit]]:
+        """The function at `file:line` and the functions most like it."""
+        rel = _relative(self.root, file)
+        found = self.store.chunks_at(rel, line)
+        if not found:
+            raise CodesearchError(f"no indexed function at {rel}:{line}")
+        target = found[0]
+        windows = self.store.vectors_of_chunk(target["chunk_id"])
+        this = _hit(0, 1.0, target)
+        return this, self._similar_to(windows, k, _filter(languages, path), target["chunk_id"])
+
+    def _similar_to(self, windows: np.ndarray, k: int, where: str | None, exclude: str | None) -> list[Hit]:
+        rows: dict[str, dict] = {}
+        best: dict[str, float] = {}
+        for vector in windows:
+            for cid, dist in _best_per_chunk(self.store.vector_search(vector, k * 3 + 10, where), rows):
+                if cid != exclude:
+                    best[cid] = max(best.get(cid, -1.0), 1.0 - dist)
+        ranked = sorted(best.items(), key=lambda kv: -kv[1])[:k]
+        return [_hit(rank, score, rows[cid]) for rank, (cid, score) in enumerate(ranked, start=1)]
+
+    # --- status ----------------------------------------------------------------------------------
+
+    def status(self) -> IndexStatus:
+        meta = self.store.meta
+        counts = self.store.counts()
+        states = self.store.file_states()
+        walked = walk(
+            self.root,
+            extra_ignores=self.settings.ignore,
+            languages=self.settings.languages or None,
+            max_file_bytes=self.settings.max_file_bytes,
+            index_dir=self.settings.index_dir,
+        )
+        current = {f.path: (f.size, f.mtime_ns) for f in walked.files}
+        stale = sum(1 for p, stat in current.items() if p not in states or (states[p].size, states[p].mtime_ns) != stat)
+        stale += sum(1 for p in states if p not in current)
+        return IndexStatus(
+            root=str(self.root),
+            index_path=str(self.store.path),
+            model_id=meta.model_id,
+            dimension=meta.dimension,
+            files=counts["files"],
+            chunks=counts["chunks"],
+            rows=counts["rows"],
+            languages=self.store.languages(),
+            updated_at=meta.updated_at,
+            complete=meta.complete,
+            stale_files=stale,
+        )
+
+
+def _filter(languages: Sequence[str], path: str | None) -> str | None:
+    parts = []
+    if languages:
+        parts.append(sql_in("language", languages))
+    if path:
+        parts.append(f"path LIKE {sql_str(glob_to_like(path))}")
+    return " AND ".join(parts) or None
+
+
+def _best_per_chunk(found: list[dict], rows: dict[str, dict]) -> list[tuple[str, float]]:
+    """Collapse window rows to one per chunk (its nearest window), keeping ranking order."""
+    best: dict[str, float] = {}
+    for row in found:
+        cid = row["chunk_id"]
+        if cid not in best:
+            best[cid] = float(row["_distance"])
+            rows.setdefault(cid, row)
+    return list(best.items())
+
+
+def _hit(rank: int, score: float, row: dict) -> Hit:
+    return Hit(
+        rank=rank,
+        score=round(float(score), 6),
+        path=row["path"],
+        start_line=int(row["start_line"]),
+        end_line=int(row["end_line"]),
+        name=row["name"],
+        kind=row["kind"],
+        language=row["language"],
+        signature=row["signature"],
+        docstring=row["docstring"],
+        code=row["code"],
+        chunk_id=row["chunk_id"],
+    )
+
+
+def _relative(root: Path, path: str) -> str:
+    """A path given on the command line, as the repo-relative posix path the index stores."""
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        candidate = Path.cwd() / candidate
+    try:
+        return candidate.resolve().relative_to(root).as_posix()
+    except ValueError:
+        raise CodesearchError(f"{path} is outside the indexed repository {root}") from None

@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny real model built with the trainer's own export, and a sample repository."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from codesearch.config import Settings
+
+SAMPLE_REPO = Path(__file__).parent / "fixtures" / "sample_repo"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random-weight model folder, exported by trainer.export like a real one."""
+    from trainer.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny-a", seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_model(tmp_path_factory) -> Path:
+    """A second tiny model with another id, for model-change tests."""
+    import dataclasses
+
+    from codesearch.model import ModelFolder
+    from trainer.tiny import make_tiny_model
+
+    path = make_tiny_model(tmp_path_factory.mktemp("model") / "tiny-b", seed=1)
+    folder = ModelFolder.read(path)
+    dataclasses.replace(folder, model_id=folder.model_id + "-seed1").write()
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A fresh copy of the multi-language sample repository."""
+    target = tmp_path / "repo"
+    shutil.copytree(SAMPLE_REPO, target)
+    return target
+
+
+@pytest.fixture
+def settings(tiny_model) -> Settings:
+    return Settings(model=str(tiny_model), threads=1)

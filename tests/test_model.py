@@ -1,0 +1,82 @@
+"""The model folder contract and ONNX Runtime embedding, on a tiny model exported by the trainer."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from codesearch.errors import CodesearchError
+from codesearch.model import Encoder, ModelFolder, pad_batch, token_windows
+
+
+def test_short_text_is_one_window():
+    assert token_windows([1, 2, 3], max_length=8, overlap=2) == [[1, 2, 3]]
+
+
+def test_long_text_windows_overlap_and_cover_the_end():
+    ids = list(range(20))
+    windows = token_windows(ids, max_length=8, overlap=2)
+    assert all(len(w) == 8 for w in windows)
+    assert windows[0] == list(range(8))
+    assert windows[1][:2] == windows[0][-2:]  # consecutive windows share `overlap` tokens
+    assert windows[-1][-1] == 19  # the end of a long function is embedded
+    assert set(ids) == {t for w in windows for t in w}
+
+
+def test_pad_batch_right_pads_with_mask():
+    ids, mask = pad_batch([[5, 6, 7], [8]], pad_token_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_contract_is_read(tiny_model):
+    folder = ModelFolder.read(tiny_model)
+    meta = json.loads((tiny_model / "codesearch.json").read_text())
+    assert folder.dimension == meta["dimension"]
+    assert folder.max_length == meta["max_length"]
+
+
+def test_embeddings_are_normalised_and_do_not_depend_on_batch_padding(tiny_model):
+    encoder = Encoder(ModelFolder.read(tiny_model), threads=1)
+    texts = ["def f(): pass", "def parse_json(text):\n    return json.loads(text)\n" * 3, "x = 1"]
+    together = np.concatenate(encoder.embed_texts(texts, kind="code"))
+    alone = np.concatenate([encoder.embed_texts([t], kind="code")[0] for t in texts])
+    assert together.shape == (3, encoder.dimension)
+    np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_long_code_gets_several_windows(tiny_model):
+    encoder = Encoder(ModelFolder.read(tiny_model), threads=1)
+    long_code = "def long():\n" + "    value = compute(value, step)\n" * 200
+    (vectors,) = encoder.embed_texts([long_code], kind="code", overlap=16)
+    assert vectors.shape[0] > 1
+    assert encoder.embed_texts([long_code], kind="code", max_windows=1)[0].shape[0] == 1
+    assert encoder.embed_query(long_code).shape == (encoder.dimension,)
+
+
+def test_missing_files_and_bad_contract_are_clear_errors(tiny_model, tmp_path):
+    with pytest.raises(CodesearchError, match="has no model.onnx"):
+        ModelFolder.read(tmp_path)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "codesearch.json").write_text('{"format": 1}')
+    with pytest.raises(CodesearchError, match="bad codesearch.json"):
+        ModelFolder.read(broken)
+    (broken / "codesearch.json").write_text('{"format": 99}')
+    with pytest.raises(CodesearchError, match="format 99"):
+        ModelFolder.read(broken)
+    shutil.copy(tiny_model / "codesearch.json", broken / "codesearch.json")
+    (broken / "model.onnx").write_bytes(b"not a graph")
+    with pytest.raises(CodesearchError, match="cannot load model.onnx"):
+        Encoder(ModelFolder.read(broken))
+
+
+def test_cuda_asked_for_without_provider_is_a_clear_error(tiny_model):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(CodesearchError, match="no CUDA provider"):
+        Encoder(ModelFolder.read(tiny_model), device="cuda")

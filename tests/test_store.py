@@ -1,0 +1,73 @@
+"""LanceDB store details that can go wrong quietly: quoting, globs, atomic per-file replace."""
+
+import time
+
+import numpy as np
+import pytest
+
+from codesearch.errors import CodesearchError
+from codesearch.store import SCHEMA_VERSION, FileState, IndexMeta, Store, glob_to_like, sql_in, sql_str
+
+
+@pytest.mark.parametrize(
+    "glob, like",
+    [
+        ("src/*.py", "src/%.py"),
+        ("**/test_?.py", r"%/test\__.py"),
+        ("src", "src%"),
+        ("src/", "src%"),
+        ("a_b%c", r"a\_b\%c%"),
+    ],
+)
+def test_glob_to_like(glob, like):
+    assert glob_to_like(glob) == like
+
+
+def test_quotes_are_escaped():
+    assert sql_str("it's.py") == "'it''s.py'"
+    assert sql_in("path", ["a", "b'c"]) == "path IN ('a', 'b''c')"
+
+
+def _row(path, name, window=0, dim=4):
+    vector = np.zeros(dim, dtype=np.float32)
+    vector[hash(name) % dim] = 1.0
+    return {
+        "id": f"{path}{name}:{window}", "chunk_id": f"{path}{name}", "window": window, "path": path,
+        "language": "python", "kind": "function", "name": name, "signature": "", "docstring": "",
+        "start_line": 1, "end_line": 2, "code": f"def {name}(): pass", "content_hash": name,
+        "lexical": name if window == 0 else "", "vector": vector,
+    }
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store.open(tmp_path / "index", create=True)
+    store.reset(IndexMeta(SCHEMA_VERSION, "m", 4, 64, 8, time.time()))
+    return store
+
+
+def test_index_directory_is_private(store):
+    assert store.path.stat().st_mode & 0o777 == 0o700
+
+
+def test_replace_files_swaps_a_files_rows_and_keeps_others(store):
+    state = lambda p: FileState(p, 1, 1, "sha", "python", 1)  # noqa: E731
+    store.replace_files(["it's.py", "b.py"], [_row("it's.py", "old"), _row("b.py", "keep")], [state("it's.py"), state("b.py")])
+    store.replace_files(["it's.py"], [_row("it's.py", "new"), _row("it's.py", "new", window=1)], [state("it's.py")])
+    names = sorted(store.chunks.to_arrow()["name"].to_pylist())
+    assert names == ["keep", "new", "new"]
+    assert store.counts() == {"files": 2, "chunks": 2, "rows": 3}
+    assert sorted(store.vectors_for({"new", "missing"})) == ["new"]
+    assert store.vectors_for({"new"})["new"].shape == (2, 4)
+    store.delete_files(["it's.py"])
+    assert store.chunks.to_arrow()["name"].to_pylist() == ["keep"]
+    assert list(store.file_states()) == ["b.py"]
+
+
+def test_missing_and_damaged_index_are_clear_errors(tmp_path):
+    with pytest.raises(CodesearchError, match="no index"):
+        Store.open(tmp_path / "nothing")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "meta.json").write_text("{not json")
+    with pytest.raises(CodesearchError, match="damaged meta.json"):
+        Store.open(tmp_path / "bad")
