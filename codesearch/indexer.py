@@ -195,7 +195,7 @@ def build_index(
         if deleted:
             store.delete_files(deleted)
             report.files_deleted = len(deleted)
-        store.finish()
+        store.finish(changed=bool(pending or deleted or touched or report.rebuilt))
         report.chunks = store.counts()["chunks"]
     report.seconds = time.perf_counter() - started
     return report

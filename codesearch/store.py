@@ -261,15 +261,16 @@ class Store:
             self.chunks.delete(sql_in("path", batch))
             self.files.delete(sql_in("path", batch))
 
-    def finish(self) -> None:
+    def finish(self, changed: bool = True) -> None:
         """After a run: index new rows for full-text search, compact, drop old versions, mark complete."""
         from lancedb.index import FTS
 
         chunks = self.chunks
         if not any(ix.index_type == "FTS" for ix in chunks.list_indices()):
             chunks.create_index("lexical", config=FTS(), replace=True)
-        chunks.optimize(cleanup_older_than=timedelta(seconds=60))
-        self.files.optimize(cleanup_older_than=timedelta(seconds=60))
+        if changed:
+            chunks.optimize(cleanup_older_than=timedelta(seconds=60))
+            self.files.optimize(cleanup_older_than=timedelta(seconds=60))
         self.write_meta(_replace(self.meta, updated_at=time.time(), complete=True))
 
     # --- queries ---------------------------------------------------------------------------------
