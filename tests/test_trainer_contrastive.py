@@ -1,0 +1,77 @@
+"""train_contrastive on tiny pairs: the loss falls, runs repeat, and a stopped run resumes exactly."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from trainer.contrastive import ContrastiveConfig, train_contrastive
+from trainer.model import Encoder, tokenize_batch
+from trainer.tiny import tiny_encoder, tiny_tokenizer
+from trainer.tokenizer import special_ids
+
+VERBS = ["read", "write", "sort", "parse", "fetch", "merge", "split", "count",
+         "filter", "reverse", "sum", "join", "open", "close", "print", "copy"]
+PAIRS = [
+    {"query": f"{verb} a {thing}", "code": f"def {verb}_{thing}(x):\n    return {verb}({thing}(x))\n",
+     "negative": f"def {thing}_{verb}(y):\n    pass\n" if i % 5 else None}
+    for i, (verb, thing) in enumerate((v, t) for v in VERBS for t in ("file", "list"))
+]  # 32 pairs, a few without a hard negative
+CFG = ContrastiveConfig(
+    lr=3e-3, warmup_steps=2, max_steps=16, batch_size=8, log_every=1, lora_r=4, lora_alpha=8,
+    query_max_length=32, code_max_length=64, checkpoint_every=100,
+)
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return tiny_tokenizer(tmp_path_factory.mktemp("tok") / "tokenizer.json")
+
+
+def losses(out_dir):
+    return [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
+
+
+def test_loss_decreases_and_the_final_encoder_loads(tok, tmp_path):
+    result = train_contrastive(tiny_encoder(tok), tok, PAIRS, CFG, tmp_path, progress=False)
+    log = [r["loss"] for r in losses(tmp_path)]
+    assert result["steps"] == 16 and len(log) == 16
+    assert sum(log[-4:]) / 4 < 0.5 * sum(log[:4]) / 4
+    assert result["first_loss"] == log[0] and result["pairs_per_s"] > 0
+
+    final = Encoder.load(tmp_path / "final").eval()  # LoRA merged, tokenizer alongside
+    assert (tmp_path / "final" / "tokenizer.json").is_file()
+    pad = special_ids(tok)["pad"]
+    with torch.no_grad():
+        q = final(*tokenize_batch(tok, [p["query"] for p in PAIRS[:8]], "", 32, pad))
+        c = final(*tokenize_batch(tok, [p["code"] for p in PAIRS[:8]], "", 64, pad))
+    assert ((q @ c.T).argmax(1) == torch.arange(8)).float().mean() >= 0.5  # chance: 1 in 8
+
+
+@pytest.mark.parametrize("in_batch,use_lora", [(False, True), (True, False)])
+def test_variants_run_and_repeat_given_the_seed(tok, tmp_path, in_batch, use_lora):
+    cfg = replace(CFG, max_steps=2, in_batch=in_batch, use_lora=use_lora, lr=1e-3)
+    a = train_contrastive(tiny_encoder(tok), tok, PAIRS, cfg, tmp_path / "a", progress=False)
+    b = train_contrastive(tiny_encoder(tok), tok, PAIRS, cfg, tmp_path / "b", progress=False)
+    assert a["steps"] == b["steps"] == 2
+    assert [r["loss"] for r in losses(tmp_path / "a")] == [r["loss"] for r in losses(tmp_path / "b")]
+
+
+def test_a_stopped_run_resumes_where_it_left_off(tok, tmp_path):
+    # Warmup longer than the run, so the learning rate of steps 1-6 is the same for 3 or 6 max steps.
+    cfg = replace(CFG, warmup_steps=10, lora_dropout=0.1)  # dropout: the RNG state must resume too
+    def run(max_steps, out_dir):
+        return train_contrastive(tiny_encoder(tok), tok, PAIRS, replace(cfg, max_steps=max_steps), out_dir, progress=False)
+
+    unbroken = run(6, tmp_path / "unbroken")
+    first = run(3, tmp_path / "run")
+    assert first["steps"] == 3 and json.loads((tmp_path / "run" / "checkpoint" / "step.json").read_text())["step"] == 3
+    resumed = run(6, tmp_path / "run")
+    assert resumed["steps"] == 6
+
+    log = losses(tmp_path / "run")
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    expected = [r["loss"] for r in losses(tmp_path / "unbroken")]
+    assert [r["loss"] for r in log] == pytest.approx(expected, rel=1e-5)
+    assert resumed["last_loss"] == pytest.approx(unbroken["last_loss"], rel=1e-5)
