@@ -1,0 +1,124 @@
+"""The whole trainer chain on CPU with the tiny recipe: `python -m trainer all` on a small source tree.
+
+data -> BPE tokenizer -> a few pretraining steps -> contrastive steps with LoRA and PMA -> ONNX export
+-> eval, then the exported folder is loaded by the engine's own Encoder. About a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import trainer
+from trainer.__main__ import main
+from trainer_sources import write_bench, write_tree
+
+TINY = Path(trainer.__file__).parent / "recipes" / "tiny.toml"
+
+
+def tiny_argv(stage: str, root: Path, *extra: str) -> list[str]:
+    return [stage, "--recipe", str(TINY), "--quiet",
+            "--set", f'run_dir="{root / "run"}"',
+            "--set", f'data.sources=["{root / "src"}/*"]',
+            "--set", f'eval.bench_dir="{root / "bench"}"', *extra]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    root = tmp_path_factory.mktemp("chain")
+    write_tree(root / "src")
+    write_bench(root / "bench")
+    started = time.perf_counter()
+    code = main(tiny_argv("all", root))
+    return root, code, time.perf_counter() - started
+
+
+def read_log(path: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_all_stages_write_their_outputs(chain):
+    root, code, seconds = chain
+    assert code == 0
+    run = root / "run"
+    for rel in ("data/stats.json", "data/pairs-train.jsonl", "data/pairs-valid.jsonl", "tokenizer/tokenizer.json",
+                "pretrain/final/config.json", "contrastive/final/encoder.json", "model/model.onnx",
+                "model/tokenizer.json", "model/codesearch.json", "model/MODEL_CARD.md", "eval/exported.valid.json"):
+        assert (run / rel).is_file(), rel
+    assert seconds < 240  # about 60 s alone on 2 cores; the bound leaves room for a busy machine
+    card = (run / "model" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    stats = json.loads((run / "data" / "stats.json").read_text(encoding="utf-8"))
+    assert f"{stats['pairs']['train']} training and {stats['pairs']['valid']} validation pairs" in card
+    results = json.loads((run / "eval" / "exported.valid.json").read_text(encoding="utf-8"))
+    assert set(results["valid"]) == {"queries", "docs", "bm25", "model", "hybrid"}
+
+
+def test_training_losses_go_down(chain):
+    run = chain[0] / "run"
+    pretrain = read_log(run / "pretrain" / "log.jsonl")
+    contrastive = read_log(run / "contrastive" / "log.jsonl")
+    assert len(contrastive) == 4  # 40 steps, one line per 10
+    assert pretrain[-1] < pretrain[0]
+    assert contrastive[-1] < contrastive[0] - 0.1  # LoRA adapters + PMA head learn the training pairs
+    encoder = json.loads((run / "contrastive" / "final" / "encoder.json").read_text(encoding="utf-8"))
+    assert encoder["pooling"] == "pma" and encoder["dimension"] == 64
+
+
+def test_the_engine_loads_the_exported_model(chain):
+    from codesearch.model import Encoder, ModelFolder
+
+    folder = ModelFolder.read(chain[0] / "run" / "model")
+    assert (folder.model_id, folder.dimension, folder.max_length, folder.query_prefix) == ("tiny-smoke", 64, 128, "query: ")
+    encoder = Encoder(folder, device="cpu")
+    query = encoder.embed_query("compute the area of a circle")
+    assert query.shape == (64,) and np.linalg.norm(query) == pytest.approx(1.0, abs=1e-4)
+    (code,) = encoder.embed_texts(["def area(r):\n    return 3.14 * r * r"], kind="code")
+    assert code.shape == (1, 64) and np.linalg.norm(code[0]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_a_second_run_skips_finished_stages_and_resumes_training(chain, capsys):
+    root = chain[0]
+    run = root / "run"
+    log_lines = len(read_log(run / "contrastive" / "log.jsonl"))
+    started = time.perf_counter()
+    assert main([a for a in tiny_argv("all", root) if a != "--quiet"]) == 0
+    assert time.perf_counter() - started < 30
+    err = capsys.readouterr().err
+    for stage in ("data", "tokenizer", "pretrain", "contrastive", "export", "eval"):
+        assert f"{stage}: done" in err
+    # Without its final folder, contrastive resumes from its last checkpoint (step 40 of 40): no new steps.
+    shutil.rmtree(run / "contrastive" / "final")
+    assert main(tiny_argv("contrastive", root)) == 0
+    assert (run / "contrastive" / "final" / "encoder.json").is_file()
+    assert len(read_log(run / "contrastive" / "log.jsonl")) == log_lines
+
+
+BAD_RECIPE = 'name = "bad"\n[data]\nsources = ["src/*"]\nbogus = 1\n'
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["data", "--recipe", "{root}/missing.toml"], "no such file"),
+        (["data", "--recipe", "{root}/bad.toml"], "[data]: unknown key 'bogus'; valid keys: sources, languages"),
+        (["data", "--recipe", "{root}/bad.toml", "--set", "data.bogus=2", "--set", "name=3"], "`name` (a string) is required"),
+        (["pretrain"], "pretrain: --recipe is required"),
+        (["data", "--recipe", str(TINY), "--set", 'data.sources=["{root}/nowhere/*"]'], "matches no directory"),
+        (["data", "--recipe", str(TINY), "--set", "data.min_code_lines=\"x\""], "min_code_lines must be of type int"),
+        (["data", "--recipe", str(TINY), "--set", "eval.sets=[\"cosqa\", \"nope\"]"], "unknown sets ['nope']"),
+        (["data", "--recipe", str(TINY), "--set", "contrastive.lr=\"fast\""], "[contrastive]: lr must be of type float"),
+        (["contrastive", "--recipe", str(TINY), "--set", 'run_dir="{root}/empty"'], "run the tokenizer stage first"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    (tmp_path / "bad.toml").write_text(BAD_RECIPE, encoding="utf-8")
+    argv = [a.replace("{root}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert message.replace("{root}", str(tmp_path)) in err

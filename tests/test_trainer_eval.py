@@ -1,0 +1,118 @@
+"""Retrieval metrics on hand-made rankings, BM25 on obvious pairs, and evaluate() on a fake bench."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer.eval import (
+    EvalSet,
+    bm25_scores,
+    evaluate,
+    fused_metrics,
+    map_at_r,
+    map_at_r_rankings,
+    mrr_recall,
+    onnx_embedder,
+    rank_rows,
+    similarity,
+)
+from trainer_sources import write_bench
+
+
+def test_mrr_and_recall_from_ranks():
+    got = mrr_recall([1, 2, None, 10])
+    assert got == pytest.approx({"mrr": (1 + 0.5 + 0 + 0.1) / 4, "r@1": 0.25, "r@5": 0.5, "r@10": 0.75})
+    assert mrr_recall([3]) == pytest.approx({"mrr": 1 / 3, "r@1": 0.0, "r@5": 1.0, "r@10": 1.0})
+
+
+def test_map_at_r_on_rankings():
+    labels = ["a", "a", "a", "b", "b", "b"]  # R = 2 for everyone
+    rankings = [
+        [1, 2, 3, 4, 5],  # both hits first: AP = (1/1 + 2/2) / 2 = 1
+        [3, 0, 2, 4, 5],  # miss then hit: AP = (1/2) / 2 = 0.25
+        [3, 4, 0, 1, 5],  # hits after the top R do not count: AP = 0
+        [4, 5, 0, 1, 2],  # 1
+        [0, 3, 5, 1, 2],  # (1/2) / 2 = 0.25
+        [3, 0, 4, 1, 2],  # hit then miss: (1/1) / 2 = 0.5
+    ]
+    assert map_at_r_rankings(rankings, labels) == pytest.approx((1 + 0.25 + 0 + 1 + 0.25 + 0.5) / 6)
+
+
+def test_map_at_r_on_scores_ignores_the_diagonal():
+    labels = [0, 0, 1, 1]
+    scores = np.array([
+        [9.0, 0.1, 0.5, 0.0],  # item 0: best other is 2 (label 1): AP 0
+        [0.9, 9.0, 0.2, 0.3],  # item 1: best other is 0: AP 1
+        [0.0, 0.1, 9.0, 0.8],  # item 2: 3: AP 1
+        [0.6, 0.2, 0.1, 9.0],  # item 3: 0: AP 0
+    ])
+    assert map_at_r(scores, labels) == pytest.approx(0.5)
+    vectors = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    assert map_at_r(vectors @ vectors.T, labels) == pytest.approx(1.0)
+    assert rank_rows(scores, exclude_self=True).tolist() == [[2, 1, 3], [0, 3, 2], [3, 1, 0], [0, 1, 2]]
+
+
+def test_bm25_ranks_the_obvious_code_first():
+    docs = [
+        "def read_json_file(path):\n    with open(path) as f:\n        return json.load(f)",
+        "def send_email(to, subject, body):\n    smtp = smtplib.SMTP('localhost')\n    smtp.sendmail(to, subject, body)",
+        "function parseQueryString(query) { return new URLSearchParams(query); }",
+    ]
+    scores = bm25_scores(docs, ["send an email with a subject", "parse the query string", "read a json file"])
+    assert scores.shape == (3, 3)
+    assert scores.argmax(axis=1).tolist() == [1, 2, 0]
+
+
+def test_similarity_takes_the_best_window_or_the_mean():
+    q = [np.array([[1.0, 0.0]])]
+    codes = [np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([[0.6, 0.8]])]  # code 0: two windows
+    assert similarity(q, codes, "max").tolist() == [[1.0, 0.6]]
+    mean = similarity(q, codes, "mean")
+    assert mean[0, 0] == pytest.approx(np.sqrt(0.5)) and mean[0, 1] == pytest.approx(0.6)
+
+
+def test_hybrid_fuses_rankings_as_the_engine_does():
+    s = EvalSet("t", docs=["a", "b", "c"], queries=["q"], relevant=[{2}], labels=[])
+    # RRF (k=60): doc 0 = 1/62 + 1/61, doc 2 = 1/61 + 1/63, doc 1 = 1/63 + 1/62 -> [0, 2, 1]
+    got = fused_metrics(s, np.array([[2, 0, 1]]), np.array([[0, 1, 2]]))
+    assert got["mrr"] == pytest.approx(0.5)
+
+
+def test_evaluate_bm25_and_an_embedder_on_a_fake_bench(tmp_path):
+    bench = write_bench(tmp_path / "bench")
+    results = evaluate(None, ["cosqa", "ojclone"], bench)
+    assert results["cosqa"]["bm25"]["mrr"] == pytest.approx(1.0)
+    assert set(results["ojclone"]["bm25"]) == {"map@r", "mrr"}
+    assert "model" not in results["cosqa"]
+
+    def bag_of_words(texts: list[str], kind: str) -> list[np.ndarray]:
+        """A stand-in model at the boundary: hashed word counts, one window per text."""
+        out = []
+        for text in texts:
+            v = np.zeros(64)
+            for word in text.lower().replace("(", " ").replace(")", " ").split():
+                v[sum(map(ord, word)) % 64] += 1
+            out.append((v / max(np.linalg.norm(v), 1e-9))[None, :])
+        return out
+
+    valid = [{"query": "sum of digits", "code": "int sum_digits(int n) { return n % 10; }"},
+             {"query": "greatest common divisor", "code": "int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }"}]
+    results = evaluate(bag_of_words, ["valid", "cosqa", "ojclone"], bench, valid_pairs=valid)
+    for name in ("valid", "cosqa", "ojclone"):
+        assert set(results[name]) == {"queries", "docs", "bm25", "model", "hybrid"}
+        assert all(0.0 <= v <= 1.0 for v in results[name]["model"].values())
+    assert results["ojclone"]["queries"] == results["ojclone"]["docs"] == 4
+
+
+def test_evaluate_through_the_engine_encoder(tmp_path):
+    from trainer.tiny import make_tiny_model
+
+    folder = make_tiny_model(tmp_path / "model", dimension=32)
+    embed = onnx_embedder(folder)
+    vectors = embed(["def f():\n    return 1", "x " * 300], "code")
+    assert vectors[0].shape == (1, 32) and vectors[1].shape[0] > 1  # long text: several windows
+    assert np.allclose(np.linalg.norm(vectors[1], axis=1), 1.0, atol=1e-4)
+    valid = [{"query": f"query {i}", "code": f"def f{i}(x):\n    return x + {i}"} for i in range(5)]
+    results = evaluate(embed, ["valid"], None, valid_pairs=valid)
+    assert results["valid"]["queries"] == 5 and 0.0 < results["valid"]["model"]["mrr"] <= 1.0

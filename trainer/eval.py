@@ -1,0 +1,264 @@
+"""Retrieval figures: the model, BM25, and the two fused as the engine fuses them, on three sets.
+
+    valid    held-out validation pairs: each query against every validation code     MRR, R@1/5/10
+    cosqa    CoSQA dev: 500 web queries against the 6,267-function corpus            MRR, R@1/5/10
+    ojclone  OJClone dev: each of 3,500 C programs queries all the others            MAP@R, MRR
+
+BM25 is bm25s over `codesearch.lexical.identifier_tokens` (the engine's lexical tokens); hybrid is
+`codesearch.search.rrf_fuse` of the model's and BM25's top `depth` rankings. An embedder maps
+(texts, kind) to one [windows, D] array per text, as `codesearch.model.Encoder.embed_texts` does;
+a text's score is its best window's ("max", as the engine ranks) or its mean vector's ("mean").
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from codesearch.errors import CodesearchError
+from codesearch.lexical import identifier_tokens
+from codesearch.search import rrf_fuse
+
+Embedder = Callable[[list[str], str], list[np.ndarray]]
+SETS = ("valid", "cosqa", "ojclone")
+FUSE_DEPTH = 1000  # the engine fuses candidate lists, not whole corpora; R <= 499 on ojclone
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def mrr_recall(ranks: Sequence[int | None]) -> dict[str, float]:
+    """{"mrr", "r@1", "r@5", "r@10"} from the 1-based rank of each query's first relevant item (None: not found)."""
+    if not ranks:
+        return {"mrr": 0.0, "r@1": 0.0, "r@5": 0.0, "r@10": 0.0}
+    found = np.array([r if r is not None else np.inf for r in ranks], dtype=float)
+    out = {"mrr": float(np.mean(1.0 / found))}
+    for k in (1, 5, 10):
+        out[f"r@{k}"] = float(np.mean(found <= k))
+    return out
+
+
+def first_relevant_rank(ranking: Sequence[int], relevant: set[int]) -> int | None:
+    return next((pos for pos, item in enumerate(ranking, start=1) if item in relevant), None)
+
+
+def map_at_r_rankings(rankings: Sequence[Sequence[int]], labels: Sequence) -> float:
+    """MAP@R (CodeXGLUE POJ-104): for query i, R = number of other items with its label, and
+    AP@R = sum over the top R of precision@j at each hit, divided by R. Rankings exclude the query."""
+    labels = np.asarray(labels)
+    counts = {label: int(n) for label, n in zip(*np.unique(labels, return_counts=True))}
+    aps = []
+    for i, ranking in enumerate(rankings):
+        r = counts[labels[i]] - 1
+        if r == 0:
+            continue
+        hits = labels[np.asarray(ranking[:r], dtype=int)] == labels[i]  # (R,)
+        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        aps.append(float(precision[hits].sum() / r))
+    return float(np.mean(aps)) if aps else 0.0
+
+
+def map_at_r(scores: np.ndarray, labels: Sequence) -> float:
+    """MAP@R from an [N, N] similarity matrix (vectors: pass `v @ v.T`); the diagonal is ignored."""
+    return map_at_r_rankings(rank_rows(scores, exclude_self=True), labels)
+
+
+def rank_rows(scores: np.ndarray, depth: int | None = None, exclude_self: bool = False) -> np.ndarray:
+    """Column indices of each row, best score first (ties by index); [Q, depth]. With
+    `exclude_self` (square scores) row i never contains i."""
+    scores = np.array(scores, dtype=np.float64)
+    if exclude_self:
+        np.fill_diagonal(scores, -np.inf)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    if exclude_self:
+        order = order[:, :-1]  # -inf sorts last
+    return order if depth is None else order[:, :depth]
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def bm25_scores(docs: list[str], queries: list[str]) -> np.ndarray:
+    """BM25 (bm25s defaults, k1 1.5, b 0.75) of every query against every doc: [Q, N] float32."""
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index([identifier_tokens(d) for d in docs], show_progress=False)
+    out = np.zeros((len(queries), len(docs)), dtype=np.float32)
+    for i, query in enumerate(queries):
+        out[i] = retriever.get_scores(identifier_tokens(query))
+    return out
+
+
+def similarity(queries: list[np.ndarray], codes: list[np.ndarray], aggregate: str = "max") -> np.ndarray:
+    """[Q, N] scores from per-text window vectors ([w, D] each): best pair of windows, or cosine of mean vectors."""
+    if aggregate == "mean":
+        q, c = _mean_vectors(queries), _mean_vectors(codes)
+        return q @ c.T
+    if aggregate != "max":
+        raise ValueError(f"aggregate must be max or mean, not {aggregate!r}")
+    q_starts = np.cumsum([0] + [len(w) for w in queries[:-1]])
+    c_starts = np.cumsum([0] + [len(w) for w in codes[:-1]])
+    windows = np.concatenate(queries) @ np.concatenate(codes).T  # (Qw, Nw)
+    return np.maximum.reduceat(np.maximum.reduceat(windows, c_starts, axis=1), q_starts, axis=0)  # (Q, N)
+
+
+def _mean_vectors(texts: list[np.ndarray]) -> np.ndarray:
+    v = np.stack([w.mean(axis=0) for w in texts])  # (N, D)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+# ----------------------------------------------------------------------------- embedders
+
+
+def onnx_embedder(model_dir: Path, threads: int = 0) -> Embedder:
+    """The model as shipped: a model folder embedded by the engine's `codesearch.model.Encoder`."""
+    from codesearch.model import Encoder, ModelFolder
+
+    encoder = Encoder(ModelFolder.read(model_dir), device="cpu", threads=threads)
+    return lambda texts, kind: encoder.embed_texts(texts, kind=kind)
+
+
+def torch_embedder(encoder, tok, *, query_prefix: str, code_prefix: str, max_length: int,
+                   batch_size: int = 32, overlap: int = 64) -> Embedder:
+    """A trainer `Encoder` behind the engine's interface: same prefixes, same token windows."""
+    import torch
+
+    from codesearch.model import pad_batch, token_windows
+    from trainer.tokenizer import special_ids
+
+    pad = special_ids(tok)["pad"]
+
+    def embed(texts: list[str], kind: str) -> list[np.ndarray]:
+        prefix = query_prefix if kind == "query" else code_prefix
+        windows = [token_windows(e.ids, max_length, overlap) for e in tok.encode_batch([prefix + t for t in texts])]
+        flat = [w or [pad] for ws in windows for w in ws]
+        order = sorted(range(len(flat)), key=lambda i: len(flat[i]))
+        vectors = np.zeros((len(flat), 0), dtype=np.float32)
+        encoder.eval()
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                ids, mask = pad_batch([flat[i] for i in rows], pad)
+                out = encoder(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()  # (B, D)
+                if vectors.shape[1] == 0:
+                    vectors = np.zeros((len(flat), out.shape[1]), dtype=np.float32)
+                vectors[rows] = out
+        splits = np.cumsum([len(ws) for ws in windows])[:-1]
+        return np.split(vectors, splits)
+
+    return embed
+
+
+# ----------------------------------------------------------------------------- sets
+
+
+@dataclass
+class EvalSet:
+    name: str
+    docs: list[str]
+    queries: list[str]  # empty for a clone set: every doc queries the others
+    relevant: list[set[int]]  # per query, for a retrieval set
+    labels: list  # per doc, for a clone set
+
+    @property
+    def is_clone(self) -> bool:
+        return not self.queries
+
+
+def load_set(name: str, bench_dir: Path | None = None, valid_pairs: list[dict] | None = None,
+             max_valid: int = 2000, seed: int = 0) -> EvalSet:
+    """One of SETS: "valid" from the given pairs, "cosqa" and "ojclone" from the bench folder."""
+    if name == "valid":
+        pairs = list(valid_pairs or [])
+        if not pairs:
+            raise CodesearchError("no validation pairs to evaluate on (pairs-valid.jsonl is empty)")
+        if max_valid and len(pairs) > max_valid:
+            pairs = random.Random(seed).sample(pairs, max_valid)
+        return EvalSet("valid", [p["code"] for p in pairs], [p["query"] for p in pairs],
+                       [{i} for i in range(len(pairs))], [])
+    if bench_dir is None or not Path(bench_dir).is_dir():
+        raise CodesearchError(f"bench folder {bench_dir} not found (set [eval] bench_dir or --bench)")
+    bench_dir = Path(bench_dir)
+    if name == "cosqa":
+        corpus = _read_jsonl(bench_dir / "cosqa" / "corpus.jsonl")
+        queries = _read_jsonl(bench_dir / "cosqa" / "queries-dev.jsonl")
+        index = {row["id"]: i for i, row in enumerate(corpus)}
+        return EvalSet("cosqa", [row["code"] for row in corpus], [q["query"] for q in queries],
+                       [{index[r] for r in q["relevant"] if r in index} for q in queries], [])
+    if name == "ojclone":
+        programs = _read_jsonl(bench_dir / "ojclone" / "programs-dev.jsonl")
+        return EvalSet("ojclone", [p["code"] for p in programs], [], [], [p["problem"] for p in programs])
+    raise CodesearchError(f"unknown eval set {name!r}; valid: {', '.join(SETS)}")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise CodesearchError(f"bench file {path} not found")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def score_set(s: EvalSet, scores: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """Metrics of one [Q, N] score matrix, and its top-FUSE_DEPTH rankings for fusion."""
+    if s.is_clone:
+        rankings = rank_rows(scores, exclude_self=True)
+        ranks = [first_relevant_rank(r, set(np.flatnonzero(np.asarray(s.labels) == s.labels[i])) - {i})
+                 for i, r in enumerate(rankings)]
+        metrics = {"map@r": map_at_r_rankings(rankings, s.labels), "mrr": mrr_recall(ranks)["mrr"]}
+    else:
+        rankings = rank_rows(scores)
+        metrics = mrr_recall([first_relevant_rank(r, rel) for r, rel in zip(rankings, s.relevant)])
+    return metrics, rankings[:, :FUSE_DEPTH]
+
+
+def fused_metrics(s: EvalSet, model_rankings: np.ndarray, bm25_rankings: np.ndarray) -> dict[str, float]:
+    fused = [[item for item, _ in rrf_fuse([m.tolist(), b.tolist()])] for m, b in zip(model_rankings, bm25_rankings)]
+    if s.is_clone:
+        labels = np.asarray(s.labels)
+        ranks = [first_relevant_rank(r, set(np.flatnonzero(labels == labels[i])) - {i}) for i, r in enumerate(fused)]
+        return {"map@r": map_at_r_rankings(fused, s.labels), "mrr": mrr_recall(ranks)["mrr"]}
+    return mrr_recall([first_relevant_rank(r, rel) for r, rel in zip(fused, s.relevant)])
+
+
+def evaluate(embedder: Embedder | None, sets: Sequence[str], bench_dir: Path | None, *,
+             valid_pairs: list[dict] | None = None, aggregate: str = "max", max_valid: int = 2000,
+             log: Callable[[str], None] = lambda msg: None) -> dict:
+    """{set: {"queries", "docs", "model", "bm25", "hybrid"}}; model and hybrid are absent without an embedder."""
+    results = {}
+    for name in sets:
+        s = load_set(name, bench_dir, valid_pairs, max_valid)
+        queries = s.docs if s.is_clone else s.queries
+        log(f"eval {name}: {len(queries)} queries, {len(s.docs)} docs")
+        bm25_metrics, bm25_rankings = score_set(s, bm25_scores(s.docs, queries))
+        result = {"queries": len(queries), "docs": len(s.docs), "bm25": bm25_metrics}
+        if embedder is not None:
+            code_vectors = embedder(s.docs, "code")
+            query_vectors = code_vectors if s.is_clone else embedder(s.queries, "query")
+            result["model"], model_rankings = score_set(s, similarity(query_vectors, code_vectors, aggregate))
+            result["hybrid"] = fused_metrics(s, model_rankings, bm25_rankings)
+        results[name] = result
+    return results
+
+
+def print_report(results: dict, title: str = "retrieval") -> None:
+    """A rich table on stdout: one row per set and metric, columns model, BM25, hybrid."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("set", "metric", "model", "BM25", "hybrid"):
+        table.add_column(column, justify="left" if column in ("set", "metric") else "right")
+    for name, result in results.items():
+        for metric in result["bm25"]:
+            cells = [f"{result[k][metric]:.3f}" if k in result else "-" for k in ("model", "bm25", "hybrid")]
+            table.add_row(f"{name} ({result['queries']}q/{result['docs']}d)", metric, *cells)
+    Console().print(table)

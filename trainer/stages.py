@@ -1,0 +1,219 @@
+"""The stages of a recipe, each one function: skip what is done, else do it and write its outputs.
+
+    runs/<name>/data/          pairs-train.jsonl, pairs-valid.jsonl, corpus-train.jsonl, stats.json
+    runs/<name>/tokenizer/     tokenizer.json (BPE trained on the corpus, or the base model's)
+    runs/<name>/pretrain/      tokens.npy, checkpoint.pt, log.jsonl, final/ (Hugging Face folder)
+    runs/<name>/contrastive/   checkpoint/, log.jsonl, final/ (trainer Encoder)
+    runs/<name>/model/         the exported model folder (or [export] out_dir)
+    runs/<name>/eval/          <model>.<sets>.json: model, BM25 and hybrid figures per set
+
+Pretraining and contrastive training resume from their checkpoints; the other stages are redone
+only when their outputs are missing (delete a folder to redo it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from codesearch.errors import CodesearchError
+from trainer.data import build_dataset, read_jsonl, write_json
+from trainer.recipe import Recipe
+
+Log = Callable[[str], None]
+STAGES = ("data", "tokenizer", "pretrain", "contrastive", "export", "eval")
+
+
+def run_data(recipe: Recipe, bench_dir: Path | None, log: Log) -> dict:
+    out = recipe.stage_dir("data")
+    if (out / "stats.json").is_file():
+        log(f"data: done ({out / 'stats.json'})")
+        return json.loads((out / "stats.json").read_text(encoding="utf-8"))
+    return build_dataset(recipe.data, out, bench_dir if recipe.data.decontaminate else None, log=log)
+
+
+def run_tokenizer(recipe: Recipe, log: Log) -> Path:
+    from trainer.tokenizer import load_tokenizer, train_bpe
+
+    path = recipe.stage_dir("tokenizer") / "tokenizer.json"
+    if path.is_file():
+        log(f"tokenizer: done ({path})")
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if recipe.base_path is not None:
+        load_tokenizer(recipe.base_path).save(str(path))
+        log(f"tokenizer: copied from base model {recipe.base_path}")
+        return path
+    texts = corpus_texts(recipe, recipe.tokenizer.max_chars)
+    # The queries too, so natural-language words get tokens of their own, not only code's.
+    texts += [p["query"] for p in read_jsonl(_data_file(recipe, "pairs-train.jsonl"))]
+    tok = train_bpe(texts, recipe.tokenizer.vocab_size, path)
+    log(f"tokenizer: BPE with {tok.get_vocab_size()} tokens from {len(texts)} texts -> {path}")
+    return path
+
+
+def run_pretrain(recipe: Recipe, log: Log, progress: bool) -> dict | None:
+    if recipe.base_path is not None:
+        log(f"pretrain: skipped, base model {recipe.base_path}")
+        return None
+    out = recipe.stage_dir("pretrain")
+    if (out / "final" / "config.json").is_file():
+        log(f"pretrain: done ({out / 'final'})")
+        return None
+    import torch
+
+    from trainer.model import build_base
+    from trainer.pretrain import pretrain
+    from trainer.tokenizer import load_tokenizer, special_ids
+
+    tok = load_tokenizer(_tokenizer_file(recipe))
+    ids = special_ids(tok)
+    torch.manual_seed(recipe.pretrain.seed)
+    model_cfg = dataclasses.replace(recipe.model, vocab_size=tok.get_vocab_size())
+    model = build_base(model_cfg, pad_token_id=ids["pad"], eos_token_id=ids["eos"])
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"pretrain: Qwen2 decoder with {n_params / 1e6:.1f}M parameters, {recipe.pretrain.steps} steps")
+    summary = pretrain(model, tok, corpus_texts(recipe), recipe.pretrain, out, progress=progress)
+    write_json(out / "summary.json", summary)
+    log(f"pretrain: loss {summary['first_loss']} -> {summary['last_loss']}")
+    return summary
+
+
+def run_contrastive(recipe: Recipe, log: Log, progress: bool) -> dict | None:
+    out = recipe.stage_dir("contrastive")
+    if (out / "final" / "encoder.json").is_file():
+        log(f"contrastive: done ({out / 'final'})")
+        return None
+    import torch
+
+    from trainer.contrastive import train_contrastive
+    from trainer.model import Encoder, load_base
+    from trainer.tokenizer import load_tokenizer
+
+    base = recipe.base_path or recipe.stage_dir("pretrain") / "final"
+    tok = load_tokenizer(_tokenizer_file(recipe))
+    torch.manual_seed(recipe.contrastive.seed)
+    encoder = Encoder(load_base(base), recipe.encoder)
+    pairs = read_jsonl(_data_file(recipe, "pairs-train.jsonl"))
+    log(f"contrastive: {len(pairs)} pairs, {recipe.encoder.pooling} pooling, {recipe.contrastive.max_steps} steps")
+    summary = train_contrastive(encoder, tok, pairs, recipe.contrastive, out, progress=progress)
+    write_json(out / "summary.json", summary)
+    log(f"contrastive: loss {summary['first_loss']} -> {summary['last_loss']}")
+    return summary
+
+
+def run_export(recipe: Recipe, log: Log) -> Path:
+    out = recipe.export_dir
+    if (out / "codesearch.json").is_file():
+        log(f"export: done ({out})")
+        return out
+    from trainer.export import export_onnx
+    from trainer.model import Encoder
+
+    final = recipe.stage_dir("contrastive") / "final"
+    if not (final / "encoder.json").is_file():
+        raise CodesearchError(f"nothing to export: {final} missing (run the contrastive stage)")
+    export_onnx(
+        Encoder.load(final),
+        _tokenizer_file(recipe),
+        out,
+        model_id=recipe.export.model_id or recipe.name,
+        max_length=recipe.export.max_length,
+        query_prefix=recipe.contrastive.query_prefix,
+        code_prefix=recipe.contrastive.code_prefix,
+        quantize=recipe.export.quantize,
+        card=model_card(recipe),
+    )
+    log(f"export: {out}")
+    return out
+
+
+def run_eval(recipe: Recipe | None, bench_dir: Path | None, log: Log, *, model: Path | None = None,
+             sets: list[str] | None = None, out: Path | None = None) -> dict:
+    """Evaluate `model` (a model folder), else the recipe's exported model, else its trained encoder.
+
+    Without a recipe and a model, BM25 alone is measured. The figures go to `out`, by default
+    <run_dir>/eval/<model>.<sets>.json (none without a recipe), which is shown, not redone, if it exists.
+    """
+    from trainer.eval import evaluate, onnx_embedder, print_report, torch_embedder
+
+    sets = sets or (recipe.eval.sets if recipe else ["cosqa", "ojclone"])
+    embedder, label = None, "bm25"
+    if model is not None:
+        embedder, label = onnx_embedder(model), Path(model).name
+    elif recipe is not None and (recipe.export_dir / "codesearch.json").is_file():
+        embedder, label = onnx_embedder(recipe.export_dir), "exported"
+    elif recipe is not None and (recipe.stage_dir("contrastive") / "final" / "encoder.json").is_file():
+        from trainer.model import Encoder
+        from trainer.tokenizer import load_tokenizer
+
+        encoder = Encoder.load(recipe.stage_dir("contrastive") / "final")
+        embedder = torch_embedder(encoder, load_tokenizer(_tokenizer_file(recipe)),
+                                  query_prefix=recipe.contrastive.query_prefix, code_prefix=recipe.contrastive.code_prefix,
+                                  max_length=recipe.export.max_length, batch_size=recipe.eval.batch_size)
+        label = "torch"
+    elif recipe is not None:
+        raise CodesearchError("nothing to evaluate: run the contrastive stage (or pass --model)")
+    redo = out is not None  # an explicit file is always written afresh
+    if out is None and recipe is not None:
+        out = recipe.stage_dir("eval") / f"{label}.{'-'.join(sets)}.json"
+    if out is not None and out.is_file() and not redo:
+        log(f"eval: done ({out})")
+        results = json.loads(out.read_text(encoding="utf-8"))
+    else:
+        valid = read_jsonl(_data_file(recipe, "pairs-valid.jsonl")) if recipe is not None and "valid" in sets else None
+        results = evaluate(embedder, sets, bench_dir, valid_pairs=valid,
+                           aggregate=recipe.eval.aggregate if recipe else "max",
+                           max_valid=recipe.eval.max_valid if recipe else 2000, log=log)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_json(out, results)
+    print_report(results, title=f"retrieval: {label}")
+    return results
+
+
+def corpus_texts(recipe: Recipe, max_chars: int = 0) -> list[str]:
+    """The training repositories' file texts (corpus-train.jsonl), up to `max_chars` in all (0: no cap)."""
+    texts, total = [], 0
+    for row in read_jsonl(_data_file(recipe, "corpus-train.jsonl")):
+        if max_chars and total + len(row["text"]) > max_chars:
+            break
+        texts.append(row["text"])
+        total += len(row["text"])
+    return texts
+
+
+def model_card(recipe: Recipe) -> str:
+    """What the card says about how the model was made: recipe, data counts, training summaries."""
+    lines = [f"# {recipe.export.model_id or recipe.name}", "", f"Trained with recipe `{recipe.source}`."]
+    base = recipe.base_path or "a Qwen2-style decoder pretrained from scratch on the training corpus"
+    lines += ["", f"Base: {base}. Pooling: {recipe.encoder.pooling}, dimension {recipe.encoder.dimension}."]
+    stats_file = recipe.stage_dir("data") / "stats.json"
+    if stats_file.is_file():
+        stats = json.loads(stats_file.read_text(encoding="utf-8"))
+        lines += ["", f"Data: {stats['pairs']['train']} training and {stats['pairs']['valid']} validation pairs "
+                      f"from {len(stats['repositories'])} repositories; languages {stats['languages']['train']}; "
+                      f"decontamination against the benchmarks: {stats['decontamination']}."]
+    for stage in ("pretrain", "contrastive"):
+        summary = recipe.stage_dir(stage) / "summary.json"
+        if summary.is_file():
+            lines += ["", f"{stage}: {json.dumps(json.loads(summary.read_text(encoding='utf-8')))}"]
+    if recipe.export.card:
+        lines += ["", recipe.export.card]
+    return "\n".join(lines) + "\n"
+
+
+def _data_file(recipe: Recipe, name: str) -> Path:
+    path = recipe.stage_dir("data") / name
+    if not path.is_file():
+        raise CodesearchError(f"{path} missing: run the data stage first")
+    return path
+
+
+def _tokenizer_file(recipe: Recipe) -> Path:
+    path = recipe.stage_dir("tokenizer") / "tokenizer.json"
+    if not path.is_file():
+        raise CodesearchError(f"{path} missing: run the tokenizer stage first")
+    return path
