@@ -23,22 +23,16 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def other_model(tmp_path_factory) -> Path:
     """A second tiny model with another id, for model-change tests."""
-    import dataclasses
-
-    from codesearch.model import ModelFolder
     from trainer.tiny import make_tiny_model
 
-    path = make_tiny_model(tmp_path_factory.mktemp("model") / "tiny-b", seed=1)
-    folder = ModelFolder.read(path)
-    dataclasses.replace(folder, model_id=folder.model_id + "-seed1").write()
-    return path
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny-b", seed=1)
 
 
 @pytest.fixture
 def repo(tmp_path) -> Path:
     """A fresh copy of the multi-language sample repository."""
     target = tmp_path / "repo"
-    shutil.copytree(SAMPLE_REPO, target)
+    shutil.copytree(SAMPLE_REPO, target, ignore=shutil.ignore_patterns(".codesearch"))
     return target
 
 

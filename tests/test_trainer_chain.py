@@ -7,6 +7,7 @@ data -> BPE tokenizer -> a few pretraining steps -> contrastive steps with LoRA 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -73,12 +74,29 @@ def test_the_engine_loads_the_exported_model(chain):
     from codesearch.model import Encoder, ModelFolder
 
     folder = ModelFolder.read(chain[0] / "run" / "model")
-    assert (folder.model_id, folder.dimension, folder.max_length, folder.query_prefix) == ("tiny-smoke", 64, 128, "query: ")
+    assert re.fullmatch(r"tiny-smoke-[0-9a-f]{10}", folder.model_id)  # the recipe's id + a digest of the weights
+    assert (folder.dimension, folder.max_length, folder.query_prefix) == (64, 128, "query: ")
     encoder = Encoder(folder, device="cpu")
     query = encoder.embed_query("compute the area of a circle")
     assert query.shape == (64,) and np.linalg.norm(query) == pytest.approx(1.0, abs=1e-4)
     (code,) = encoder.embed_texts(["def area(r):\n    return 3.14 * r * r"], kind="code")
     assert code.shape == (1, 64) and np.linalg.norm(code[0]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_the_engine_indexes_and_queries_a_repo_with_the_exported_model(chain, tmp_path):
+    from codesearch.config import Settings
+    from codesearch.indexer import build_index
+    from codesearch.search import Index
+    from conftest import SAMPLE_REPO
+
+    repo = tmp_path / "repo"
+    shutil.copytree(SAMPLE_REPO, repo, ignore=shutil.ignore_patterns(".codesearch"))
+    settings = Settings(model=str(chain[0] / "run" / "model"), threads=1)
+    report = build_index(repo, settings)
+    assert report.model_id.startswith("tiny-smoke-") and report.chunks == report.chunks_embedded > 20
+    index = Index.open(repo, settings)
+    assert index.search("parse json", 3)[0].name == "parse_json"
+    assert len(index.search("matrix multiplication", 5, mode="semantic")) == 5
 
 
 def test_a_second_run_skips_finished_stages_and_resumes_training(chain, capsys):
@@ -98,6 +116,13 @@ def test_a_second_run_skips_finished_stages_and_resumes_training(chain, capsys):
     assert len(read_log(run / "contrastive" / "log.jsonl")) == log_lines
 
 
+def test_a_run_folder_refuses_another_recipe(chain, capsys):
+    root = chain[0]
+    assert main(tiny_argv("data", root, "--set", "data.min_code_lines=5")) == 2
+    err = capsys.readouterr().err
+    assert "was made with another recipe (changed: data.min_code_lines)" in err
+
+
 BAD_RECIPE = 'name = "bad"\n[data]\nsources = ["src/*"]\nbogus = 1\n'
 
 
@@ -108,7 +133,8 @@ BAD_RECIPE = 'name = "bad"\n[data]\nsources = ["src/*"]\nbogus = 1\n'
         (["data", "--recipe", "{root}/bad.toml"], "[data]: unknown key 'bogus'; valid keys: sources, languages"),
         (["data", "--recipe", "{root}/bad.toml", "--set", "data.bogus=2", "--set", "name=3"], "`name` (a string) is required"),
         (["pretrain"], "pretrain: --recipe is required"),
-        (["data", "--recipe", str(TINY), "--set", 'data.sources=["{root}/nowhere/*"]'], "matches no directory"),
+        (["data", "--recipe", str(TINY), "--set", 'data.sources=["{root}/nowhere/*"]', "--set", 'run_dir="{root}/r"'],
+         "matches no directory"),
         (["data", "--recipe", str(TINY), "--set", "data.min_code_lines=\"x\""], "min_code_lines must be of type int"),
         (["data", "--recipe", str(TINY), "--set", "eval.sets=[\"cosqa\", \"nope\"]"], "unknown sets ['nope']"),
         (["data", "--recipe", str(TINY), "--set", "contrastive.lr=\"fast\""], "[contrastive]: lr must be of type float"),

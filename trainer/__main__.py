@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> None:
         return
     recipe = Recipe.load(args.recipe, parse_overrides(args.overrides))
     bench = args.bench or recipe.bench_dir
+    stages.check_run_dir(recipe)
     todo = stages.STAGES if args.stage == "all" else (args.stage,)
     for stage in todo:
         if stage == "data":

@@ -8,6 +8,8 @@ and its successor optimum-onnx needs transformers < 4.58 (see NOTES.md).
 
 from __future__ import annotations
 
+import hashlib
+
 import shutil
 import tempfile
 from pathlib import Path
@@ -76,11 +78,11 @@ def export_onnx(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
 
-    def write_folder(path: Path) -> None:
+    def write_folder(path: Path, ident: str = model_id) -> None:
         tok.save(str(path / "tokenizer.json"))
         ModelFolder(
             path=path,
-            model_id=model_id,
+            model_id=ident,
             dimension=encoder.dimension,
             max_length=max_length,
             pooling=encoder.config.pooling,
@@ -120,6 +122,8 @@ def export_onnx(
                 else:
                     _convert_fp16(fp32_dir / "model.onnx", partial / "model.onnx", large)
                 check(f"{quantize} vs fp32 ONNX", _engine_vectors(partial, rows), fp32, bound)
+        # The id carries a digest of the weights: an index built with other weights is never reused.
+        write_folder(partial, f"{model_id}-{_digest(partial)}")
         card_text = _card(card, encoder, quantize, figures, rows, max_length)
         (partial / "MODEL_CARD.md").write_text(card_text, encoding="utf-8")
     except BaseException:
@@ -127,6 +131,16 @@ def export_onnx(
         raise
     replace_dir(partial, out_dir)
     return ModelFolder.read(out_dir)
+
+
+def _digest(folder: Path) -> str:
+    """First 10 hex digits of the sha256 of the graph and its external weights."""
+    digest = hashlib.sha256()
+    for name in ("model.onnx", "model.onnx.data"):
+        if (folder / name).is_file():
+            with open(folder / name, "rb") as handle:
+                digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()[:10]
 
 
 def parity_rows(tok, query_prefix: str, code_prefix: str, max_length: int) -> list[list[int]]:

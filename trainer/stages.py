@@ -26,6 +26,35 @@ Log = Callable[[str], None]
 STAGES = ("data", "tokenizer", "pretrain", "contrastive", "export", "eval")
 
 
+# Settings whose change makes a run folder's finished stages stale (step counts may grow: runs resume).
+_RUN_DEFINING = {"data": None, "tokenizer": None, "model": None, "encoder": None}
+
+
+def check_run_dir(recipe: Recipe) -> None:
+    """Refuse to mix two recipes in one run folder: a stage's outputs would silently be the other's."""
+    current = {
+        section: json.loads(json.dumps(dataclasses.asdict(getattr(recipe, section)), default=str))
+        for section in _RUN_DEFINING
+    }
+    stamp = recipe.run_dir / "recipe.json"
+    if stamp.is_file():
+        before = json.loads(stamp.read_text(encoding="utf-8"))
+        changed = [
+            f"{section}.{key}"
+            for section, values in current.items()
+            for key in values
+            if before.get(section, {}).get(key) != values[key]
+        ]
+        if changed:
+            raise CodesearchError(
+                f"{recipe.run_dir} was made with another recipe (changed: {', '.join(changed)}): "
+                "delete it, or give another run_dir (--set run_dir=...)"
+            )
+        return
+    recipe.run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(stamp, current)
+
+
 def run_data(recipe: Recipe, bench_dir: Path | None, log: Log) -> dict:
     out = recipe.stage_dir("data")
     if (out / "stats.json").is_file():
