@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from trainer.model import Encoder, is_lora, tokenize_batch
+from trainer.progress import training_bar
 from trainer.tokenizer import special_ids
 
 
@@ -185,7 +186,8 @@ def train_contrastive(
             return encoder(ids.to(device), mask.to(device))  # (B, D)
 
     log = (out_dir / "log.jsonl").open("a", encoding="utf-8")
-    bar = _progress_bar(progress, cfg.max_steps, step) if sys.stderr.isatty() else None
+    rate = "{task.fields[rate]:.1f} pairs/s"
+    bar = training_bar("contrastive", rate, progress and sys.stderr.isatty(), cfg.max_steps, step)
     echo = progress and bar is None  # not a terminal: one plain line per log record instead
     first_loss = last_loss = None
     window, started, start_step = [], time.perf_counter(), step
@@ -281,23 +283,3 @@ def _trim_log(path: Path, step: int) -> None:
     kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
     if len(kept) != len(lines):
         path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-
-
-def _progress_bar(enabled: bool, total: int, completed: int):
-    """A rich progress bar on stderr showing loss, lr and pairs/s, or None."""
-    if not enabled:
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(
-        TextColumn("contrastive"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[rate]:.1f} pairs/s"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
-    task = progress.add_task("train", total=total, completed=completed, loss=float("nan"), lr=0.0, rate=0.0)
-    progress.start()
-    return progress, task

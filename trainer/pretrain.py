@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from trainer.progress import training_bar
 from trainer.recipe import PretrainConfig
 
 
@@ -84,7 +85,7 @@ def pretrain(model, tok: Tokenizer, texts: Sequence[str], cfg: PretrainConfig, o
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
 
-    bar = _progress_bar(progress, cfg.steps, step)
+    bar = training_bar("pretrain", "{task.fields[rate]:,.0f} tok/s", progress, cfg.steps, step)
     log = (out_dir / "log.jsonl").open("a", encoding="utf-8")
     first_loss = last_loss = None
     window: list[float] = []
@@ -138,23 +139,3 @@ def pretrain(model, tok: Tokenizer, texts: Sequence[str], cfg: PretrainConfig, o
         "last_loss": last_loss,
         "tokens_per_s": (step - start_step) * cfg.batch_size * cfg.seq_length / elapsed if step > start_step else 0.0,
     }
-
-
-def _progress_bar(enabled: bool, total: int, completed: int):
-    """A rich progress bar on stderr showing loss, lr and tokens/s, or None."""
-    if not enabled:
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(
-        TextColumn("pretrain"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[rate]:,.0f} tok/s"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
-    task = progress.add_task("pretrain", total=total, completed=completed, loss=float("nan"), lr=0.0, rate=0.0)
-    progress.start()
-    return progress, task
