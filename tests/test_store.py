@@ -71,3 +71,19 @@ def test_missing_and_damaged_index_are_clear_errors(tmp_path):
     (tmp_path / "bad" / "meta.json").write_text("{not json")
     with pytest.raises(CodesearchError, match="damaged meta.json"):
         Store.open(tmp_path / "bad")
+
+
+def test_in_memory_vector_search_matches_lancedb_and_follows_writes(store):
+    state = lambda p: FileState(p, 1, 1, "sha", "python", 1)  # noqa: E731
+    names = [f"f{i}" for i in range(12)]
+    store.replace_files(["a.py"], [_row("a.py", n) for n in names], [state("a.py")])
+    query = np.array([0.9, 0.1, 0.3, 0.2], dtype=np.float32)
+    query /= np.linalg.norm(query)
+    fast = store.vector_search(query, 5, None)
+    lance = store.vector_search(query, 5, "window >= 0")  # a filter takes LanceDB's own search
+    assert [r["_distance"] for r in fast] == pytest.approx([r["_distance"] for r in lance], abs=1e-5)
+    assert sorted(fast, key=lambda r: r["_distance"])[0]["_distance"] == fast[0]["_distance"]
+    store.replace_files(["b.py"], [_row("b.py", "newcomer")], [state("b.py")])
+    assert "newcomer" in {r["name"] for r in store.vector_search(query, 20, None)}
+    store.delete_files(["a.py"])
+    assert {r["name"] for r in store.vector_search(query, 20, None)} == {"newcomer"}
