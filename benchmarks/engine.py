@@ -39,11 +39,30 @@ QUERIES = [
 ]
 
 
-def random_model(out: Path) -> Path:
-    """A random-weight model with the default CPU recipe's shape, through the trainer's export."""
-    from trainer.tiny import make_tiny_model
+def random_model(out: Path, repo: Path) -> Path:
+    """A random-weight model of the default CPU recipe's shape (BaseConfig defaults, PMA 256, int8),
+    exported by the trainer: the speed of a model depends on its shape, not on its weights."""
+    import torch
 
-    return make_tiny_model(out, dimension=256, max_length=512, hidden_size=256, num_layers=4, vocab_size=8000)
+    from trainer.export import export_onnx
+    from trainer.model import BaseConfig, Encoder, EncoderConfig, build_base
+    from trainer.tokenizer import special_ids, train_bpe
+
+    texts = []
+    for file in walk(repo).files[:2000]:
+        try:
+            texts.append(read_source(file)[0])
+        except SkipFile:
+            continue
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tok = train_bpe(texts, vocab_size=16384, out_path=out.parent / "tokenizer.json")
+    ids = special_ids(tok)
+    torch.manual_seed(0)
+    base = build_base(BaseConfig(vocab_size=tok.get_vocab_size()), pad_token_id=ids["pad"], eos_token_id=ids["eos"])
+    encoder = Encoder(base, EncoderConfig(pooling="pma", dimension=256, pma_heads=8))
+    export_onnx(encoder, out.parent / "tokenizer.json", out, model_id="random-default-shape", max_length=512,
+                query_prefix="query: ", code_prefix="", quantize="int8", card="random weights, for speed only")
+    return out
 
 
 def percentiles(samples: list[float]) -> str:
@@ -53,8 +72,8 @@ def percentiles(samples: list[float]) -> str:
 
 
 def copy_code(source: Path, target: Path) -> None:
-    """Copy the code files of `source` (what codesearch would read) into `target`."""
-    for file in walk(source).files:
+    """Copy the code files of `source` (what codesearch would read, less installed packages) into `target`."""
+    for file in walk(source, extra_ignores=["site-packages/", "dist-packages/"]).files:
         dest = target / file.path
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(file.abs_path, dest)
@@ -139,12 +158,12 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="codesearch-bench-"))
     try:
-        model = Path(args.model) if args.model else default_model_path() or random_model(work / "model")
-        folder = ModelFolder.read(model)
-        print(f"model: {folder.model_id} ({folder.dimension} dims, max {folder.max_length} tokens)")
         repo = work / "repo"
         copy_code(Path(args.repo), repo)
         print(f"repo: code files of {args.repo}")
+        model = Path(args.model) if args.model else default_model_path() or random_model(work / "model" / "m", repo)
+        folder = ModelFolder.read(model)
+        print(f"model: {folder.model_id} ({folder.dimension} dims, max {folder.max_length} tokens)")
         bench_chunking(repo)
         settings = Settings(model=str(model))
         bench_embedding(Encoder(folder), repo, args.embed_sample)

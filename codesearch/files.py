@@ -15,7 +15,7 @@ import re
 import stat
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pathspec.patterns.gitignore import GitIgnorePatternError
 from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
@@ -163,6 +163,63 @@ def walk(
     Precedence, lowest first: .git/info/exclude, .gitignore files from the root down, .codesearchignore
     files from the root down, then `extra_ignores` (relative to root); the last matching line decides.
     """
+    walker, git, extra = _start(root, extra_ignores, languages, max_file_bytes, index_dir)
+    walker.run(git, extra)
+    walker.result.files.sort(key=lambda f: f.path)
+    walker.result.skipped_paths.sort()
+    return walker.result
+
+
+NOT_CODE = "not code"  # what scope_of says of a path the walk passes over without counting it
+
+
+def scope_of(
+    root: Path,
+    path: str,
+    *,
+    extra_ignores: Sequence[str] = (),
+    languages: Collection[str] | None = None,
+    max_file_bytes: int = 1_000_000,
+    index_dir: str = ".codesearch",
+) -> SourceFile | str:
+    """Judge one repo-relative file as `walk` with the same options would: its SourceFile if the walk
+    would index it, else the reason it would not (a skip reason such as "ignored", or NOT_CODE).
+
+    Only the directories on the way down are read, so this is cheap enough to call on every save.
+    """
+    parts = PurePosixPath(path).parts
+    if not parts or parts[0] == "/" or ".." in parts:
+        return "outside root"
+    walker, git, extra = _start(root, extra_ignores, languages, max_file_bytes, index_dir)
+    abs_dir, prefix, ours = walker.root, "", ()
+    for depth, name in enumerate(parts):
+        listing = walker.list_dir(abs_dir, prefix)
+        if listing is None:
+            break
+        git, ours, rules = walker.layers(abs_dir, prefix, listing, git, ours, extra)
+        entry = next((e for e in listing if e.name == name), None)
+        if entry is None:
+            return "vanished"
+        last = depth == len(parts) - 1
+        if not last and not entry.is_dir(follow_symlinks=False):
+            return "symlink" if entry.is_symlink() else "vanished"  # the walk never goes through it
+        if not walker.visit(entry, prefix + name, rules) or last:
+            break
+        abs_dir, prefix = entry.path, prefix + name + "/"
+    if walker.result.files:
+        return walker.result.files[0]
+    on_the_way = [r for p, r in walker.result.skipped_paths if p in ("", path, path + "/") or _is_dir_above(p, path)]
+    return on_the_way[-1] if on_the_way else NOT_CODE
+
+
+def _is_dir_above(dir_path: str, path: str) -> bool:
+    return dir_path.endswith("/") and path.startswith(dir_path)
+
+
+def _start(
+    root: Path, extra_ignores: Sequence[str], languages: Collection[str] | None, max_file_bytes: int, index_dir: str
+) -> tuple[_Walker, Layer, Layer]:
+    """A walker for `root` and the ignore layers that apply everywhere (.git/info/exclude, the user's)."""
     root = Path(root)
     if not root.is_dir():
         raise CodesearchError(f"{root}: not a directory")
@@ -175,10 +232,7 @@ def walk(
     exclude_file = os.path.join(walker.root, ".git", "info", "exclude")
     exclude = _read_rules(exclude_file, "", walker.result, ".git/info/exclude")
     extra = IgnoreRules.parse(extra_ignores)
-    walker.run(git=(exclude,) if exclude else (), extra=(extra,) if extra.rules else ())
-    walker.result.files.sort(key=lambda f: f.path)
-    walker.result.skipped_paths.sort()
-    return walker.result
+    return walker, (exclude,) if exclude else (), (extra,) if extra.rules else ()
 
 
 @dataclass
@@ -192,40 +246,58 @@ class _Walker:
     result: WalkResult = field(default_factory=WalkResult)
     seen_dirs: set[tuple[int, int]] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        root_stat = os.stat(self.root)
+        self.seen_dirs.add((root_stat.st_dev, root_stat.st_ino))
+
     def run(self, git: Layer, extra: Layer) -> None:
         # Depth-first with an explicit stack of (absolute dir, its "rel/" prefix, git layer, our layer).
         stack: list[tuple[str, str, Layer, Layer]] = [(self.root, "", git, ())]
-        root_stat = os.stat(self.root)
-        self.seen_dirs.add((root_stat.st_dev, root_stat.st_ino))
         while stack:
             abs_dir, prefix, git, ours = stack.pop()
-            try:
-                with os.scandir(abs_dir) as it:
-                    entries = sorted(it, key=lambda e: e.name)
-            except FileNotFoundError:
-                self.result.skip(prefix, "vanished")
+            entries = self.list_dir(abs_dir, prefix)
+            if entries is None:
                 continue
-            except OSError:
-                self.result.skip(prefix, "unreadable")
-                continue
-            names = {e.name for e in entries}
-            git += self._rules_in(abs_dir, prefix, IGNORE_FILE, names)
-            ours += self._rules_in(abs_dir, prefix, CODESEARCH_IGNORE_FILE, names)
-            highest_first = extra + ours[::-1] + git[::-1]
+            git, ours, rules = self.layers(abs_dir, prefix, entries, git, ours, extra)
             for entry in entries:
-                rel = prefix + entry.name
-                if entry.name == ".git" or rel == self.index_dir:
-                    continue
-                is_dir = entry.is_dir(follow_symlinks=False)  # git matches a symlink as a file
-                verdict = next((v for r in highest_first if (v := r.verdict(rel, is_dir)) is not None), None)
-                if is_dir:
-                    if self._enter(entry, rel, verdict):
-                        stack.append((entry.path, rel + "/", git, ours))
-                elif verdict:
-                    if self._wanted_language(rel):
-                        self.result.skip(rel, "ignored")
-                else:
-                    self._consider_file(entry, rel)
+                if self.visit(entry, prefix + entry.name, rules):
+                    stack.append((entry.path, prefix + entry.name + "/", git, ours))
+
+    def list_dir(self, abs_dir: str, prefix: str) -> list[os.DirEntry[str]] | None:
+        """A directory's entries by name, or None (counted) when it vanished or cannot be read."""
+        try:
+            with os.scandir(abs_dir) as it:
+                return sorted(it, key=lambda e: e.name)
+        except FileNotFoundError:
+            self.result.skip(prefix, "vanished")
+        except OSError:
+            self.result.skip(prefix, "unreadable")
+        return None
+
+    def layers(
+        self, abs_dir: str, prefix: str, entries: list[os.DirEntry[str]], git: Layer, ours: Layer, extra: Layer
+    ) -> tuple[Layer, Layer, Layer]:
+        """The git and codesearch layers with this directory's ignore files added, and every rule
+        that applies to its entries, highest precedence first."""
+        names = {e.name for e in entries}
+        git += self._rules_in(abs_dir, prefix, IGNORE_FILE, names)
+        ours += self._rules_in(abs_dir, prefix, CODESEARCH_IGNORE_FILE, names)
+        return git, ours, extra + ours[::-1] + git[::-1]
+
+    def visit(self, entry: os.DirEntry[str], rel: str, rules: Layer) -> bool:
+        """Keep or count one directory entry; True for a directory the walk should enter."""
+        if entry.name == ".git" or rel == self.index_dir:
+            return False
+        is_dir = entry.is_dir(follow_symlinks=False)  # git matches a symlink as a file
+        verdict = next((v for r in rules if (v := r.verdict(rel, is_dir)) is not None), None)
+        if is_dir:
+            return self._enter(entry, rel, verdict)
+        if verdict:
+            if self._wanted_language(rel):
+                self.result.skip(rel, "ignored")
+        else:
+            self._consider_file(entry, rel)
+        return False
 
     def _rules_in(self, abs_dir: str, prefix: str, name: str, names: set[str]) -> Layer:
         """The rules of ignore file `name` in this directory, as a 0- or 1-tuple to append to a layer."""

@@ -4,7 +4,7 @@ A run reads only files whose size or mtime changed (and re-chunks only those who
 embeds only chunks whose content hash has no vectors yet for this model (a moved function keeps its
 vectors), writes each batch of files in one commit and deletes the rows of deleted files. The index
 stays queryable throughout; an interrupted run leaves `complete: false` in meta.json and the next
-run finishes the work.
+run finishes the work. `update_files` does the same for a few named files (the daemon's saves).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import fcntl
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ import numpy as np
 from codesearch.chunking import LANGUAGES, Chunk, chunk_text
 from codesearch.config import Settings
 from codesearch.errors import CodesearchError
-from codesearch.files import SkipFile, SourceFile, read_source, walk
+from codesearch.files import NOT_CODE, SkipFile, SourceFile, read_source, scope_of, walk
 from codesearch.lexical import lexical_text
 from codesearch.model import Encoder, ModelFolder, resolve_model
 from codesearch.store import SCHEMA_VERSION, FileState, IndexMeta, Store, row_id
@@ -72,6 +72,10 @@ def check_languages(settings: Settings) -> None:
         raise CodesearchError(f"unknown language {unknown[0]!r} (supported: {', '.join(LANGUAGES)})")
 
 
+class WriterBusy(CodesearchError):
+    """Another process (or thread) is writing this index."""
+
+
 @contextmanager
 def writer_lock(index_path: Path):
     """One writer per index: a second `codesearch index` (or daemon) fails fast instead of interleaving."""
@@ -80,7 +84,7 @@ def writer_lock(index_path: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise CodesearchError(f"another codesearch process is writing the index at {index_path}") from None
+            raise WriterBusy(f"another codesearch process is writing the index at {index_path}") from None
         yield
 
 
@@ -110,12 +114,17 @@ def chunk_rows(chunk: Chunk, vectors: np.ndarray) -> list[dict]:
     ]
 
 
-def _open_store(index_path: Path, folder: ModelFolder, settings: Settings, rebuild: bool, report: IndexReport) -> Store:
+def _open_store(
+    index_path: Path, folder: ModelFolder, settings: Settings, rebuild: bool, report: IndexReport
+) -> tuple[Store, bool]:
+    """The store to write, and whether it starts empty (new, rebuilt, or made for another model)."""
     if rebuild and index_path.exists():
         # Only our own files inside the index directory are removed.
         shutil.rmtree(index_path / "db", ignore_errors=True)
         (index_path / "meta.json").unlink(missing_ok=True)
         report.rebuilt = "--rebuild asked for"
+    elif not (index_path / "meta.json").exists():
+        shutil.rmtree(index_path / "db", ignore_errors=True)  # tables without meta.json: a half-deleted index
     store = Store.open(index_path, create=True)
     wanted = IndexMeta(
         schema=SCHEMA_VERSION,
@@ -128,15 +137,99 @@ def _open_store(index_path: Path, folder: ModelFolder, settings: Settings, rebui
     old = store.meta
     if old is None:
         store.reset(wanted)
-    elif not wanted.same_vectors(old):
+        return store, True
+    if not wanted.same_vectors(old):
         if old.model_id != wanted.model_id:
             report.rebuilt = f"model changed from {old.model_id} to {wanted.model_id}: rebuilding the index"
         else:
             report.rebuilt = "index format or windowing changed: rebuilding the index"
         store.reset(wanted)
-    else:
-        store.write_meta(IndexMeta(**{**old.__dict__, "complete": False}))
-    return store
+        return store, True
+    store.write_meta(IndexMeta(**{**old.__dict__, "complete": False}))
+    return store, False
+
+
+@dataclass
+class _Run:
+    """What one indexing run works with: the repository, its settings, the model, and the report."""
+
+    root: Path
+    settings: Settings
+    folder: ModelFolder
+    report: IndexReport
+    tick: Progress
+    encoder: Encoder | None
+    batch_chunks: int
+
+    @classmethod
+    def start(
+        cls, root: Path, settings: Settings, encoder: Encoder | None, progress: Progress | None, batch_chunks: int
+    ) -> "_Run":
+        root = root.resolve()
+        if not root.is_dir():
+            raise CodesearchError(f"not a directory: {root}")
+        check_languages(settings)
+        folder = encoder.folder if encoder else resolve_model(settings.model)
+        report = IndexReport(root=str(root), index_path=str(settings.index_path(root)), model_id=folder.model_id)
+        return cls(root, settings, folder, report, progress or (lambda stage, done, total: None), encoder, batch_chunks)
+
+    @property
+    def walk_options(self) -> dict:
+        s = self.settings
+        return {
+            "extra_ignores": s.ignore,
+            "languages": s.languages or None,
+            "max_file_bytes": s.max_file_bytes,
+            "index_dir": s.index_dir,
+        }
+
+    def sync_tree(self, store: Store) -> None:
+        """Bring every file of the tree up to date and drop the rows of files no longer in it."""
+        walked = walk(self.root, **self.walk_options)
+        self.report.files = len(walked.files)
+        self.report.skipped.update(walked.skipped)
+        self.report.skipped_paths.extend(walked.skipped_paths)
+        states = store.file_states()
+        in_scope = {f.path for f in walked.files}
+        self.write(store, walked.files, [p for p in states if p not in in_scope], states)
+
+    def sync_paths(self, store: Store, paths: Iterable[str]) -> None:
+        """Bring just `paths` up to date; a path that is gone or out of scope loses its rows (a gone
+        directory, every file below it)."""
+        states = store.file_states()
+        files, gone = [], []
+        for path in sorted(set(paths)):
+            found = scope_of(self.root, path, **self.walk_options)
+            if isinstance(found, SourceFile):
+                files.append(found)
+                continue
+            gone.extend(p for p in states if p == path or p.startswith(path.rstrip("/") + "/"))
+            if found != NOT_CODE:
+                self.report.skipped[found] += 1
+                self.report.skipped_paths.append((path, found))
+        self.report.files = len(files)
+        self.write(store, files, sorted(set(gone)), states)
+
+    def write(self, store: Store, files: list[SourceFile], gone: list[str], states: dict[str, FileState]) -> None:
+        """Re-read the files whose size or mtime changed, embed what is new, commit, drop `gone`."""
+        deleted = sorted(gone)
+        candidates = [
+            f for f in files if (s := states.get(f.path)) is None or (s.size, s.mtime_ns) != (f.size, f.mtime_ns)
+        ]
+        pending, touched = _read_candidates(candidates, states, self.settings, self.report, deleted, self.tick)
+        if touched:  # same bytes, new mtime: record the new stat so the next run skips them
+            store.replace_files([], [], touched)
+        if pending:
+            s = self.settings
+            self.encoder = self.encoder or Encoder(
+                self.folder, device=s.device, threads=s.threads, batch_tokens=s.batch_tokens
+            )
+            _embed_and_write(store, self.encoder, pending, s, self.report, self.tick, self.batch_chunks)
+        if deleted:
+            store.delete_files(deleted)
+            self.report.files_deleted = len(deleted)
+        store.finish(changed=bool(pending or deleted or touched or self.report.rebuilt))
+        self.report.chunks = store.counts()["chunks"]
 
 
 def build_index(
@@ -154,51 +247,42 @@ def build_index(
     and committed together.
     """
     started = time.perf_counter()
-    root = root.resolve()
-    if not root.is_dir():
-        raise CodesearchError(f"not a directory: {root}")
-    check_languages(settings)
-    folder = encoder.folder if encoder else resolve_model(settings.model)
-    index_path = settings.index_path(root)
-    report = IndexReport(root=str(root), index_path=str(index_path), model_id=folder.model_id)
-    tick = progress or (lambda stage, done, total: None)
-
+    run = _Run.start(root, settings, encoder, progress, batch_chunks)
+    index_path = Path(run.report.index_path)
     with writer_lock(index_path):
-        store = _open_store(index_path, folder, settings, rebuild, report)
-        walked = walk(
-            root,
-            extra_ignores=settings.ignore,
-            languages=settings.languages or None,
-            max_file_bytes=settings.max_file_bytes,
-            index_dir=settings.index_dir,
-        )
-        report.files = len(walked.files)
-        report.skipped.update(walked.skipped)
-        report.skipped_paths.extend(walked.skipped_paths)
+        store, _ = _open_store(index_path, run.folder, settings, rebuild, run.report)
+        run.sync_tree(store)
+    run.report.seconds = time.perf_counter() - started
+    return run.report
 
-        states = store.file_states()
-        in_scope = {f.path for f in walked.files}
-        deleted = sorted(p for p in states if p not in in_scope)
-        candidates = [
-            f for f in walked.files
-            if (s := states.get(f.path)) is None or (s.size, s.mtime_ns) != (f.size, f.mtime_ns)
-        ]
 
-        pending, touched = _read_candidates(candidates, states, settings, report, deleted, tick)
-        if touched:  # same bytes, new mtime: record the new stat so the next run skips them
-            store.replace_files([], [], touched)
-        if pending:
-            encoder = encoder or Encoder(
-                folder, device=settings.device, threads=settings.threads, batch_tokens=settings.batch_tokens
-            )
-            _embed_and_write(store, encoder, pending, settings, report, tick, batch_chunks)
-        if deleted:
-            store.delete_files(deleted)
-            report.files_deleted = len(deleted)
-        store.finish(changed=bool(pending or deleted or touched or report.rebuilt))
-        report.chunks = store.counts()["chunks"]
-    report.seconds = time.perf_counter() - started
-    return report
+def update_files(
+    root: Path,
+    settings: Settings,
+    paths: Iterable[str],
+    *,
+    encoder: Encoder | None = None,
+    progress: Progress | None = None,
+) -> IndexReport:
+    """Re-index just `paths` (repo-relative, e.g. the files saved in an editor) and report what was done.
+
+    Each path is judged with the same ignore rules as `build_index`: a changed file is re-read, a
+    deleted, ignored or out-of-scope one loses its rows (a deleted directory, every file below it).
+    An index that does not exist yet, or was made with another model, is built in full instead (a
+    partial index must never look complete), and so is the tree when a path names a directory.
+    """
+    started = time.perf_counter()
+    run = _Run.start(root, settings, encoder, progress, _BATCH_CHUNKS)
+    index_path = Path(run.report.index_path)
+    paths = list(paths)
+    with writer_lock(index_path):
+        store, empty = _open_store(index_path, run.folder, settings, False, run.report)
+        if empty or any((run.root / p).is_dir() for p in paths):  # a directory moved in: walk it all
+            run.sync_tree(store)
+        else:
+            run.sync_paths(store, paths)
+    run.report.seconds = time.perf_counter() - started
+    return run.report
 
 
 def _read_candidates(

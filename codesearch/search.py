@@ -76,7 +76,10 @@ class Index:
         self._encoder: Encoder | None = None
 
     @classmethod
-    def open(cls, root: Path, settings: Settings | None = None, *, live: bool = False) -> "Index":
+    def open(
+        cls, root: Path, settings: Settings | None = None, *, live: bool = False, encoder: Encoder | None = None
+    ) -> "Index":
+        """Open for queries; `live` sees each commit of a concurrent writer, `encoder` shares a loaded model."""
         root = root.resolve()
         settings = settings or load_settings(root)
         store = Store.open(settings.index_path(root), live=live)
@@ -84,7 +87,10 @@ class Index:
             raise CodesearchError(
                 f"index at {store.path} was made by another codesearch version: run `codesearch index --rebuild`"
             )
-        return cls(root, settings, store)
+        index = cls(root, settings, store)
+        if encoder is not None and encoder.folder.model_id == store.meta.model_id:
+            index._encoder = encoder
+        return index
 
     @property
     def encoder(self) -> Encoder:
@@ -169,6 +175,27 @@ class Index:
         this = _hit(0, 1.0, target)
         return this, self._similar_to(windows, k, _filter(languages, path), target["chunk_id"])
 
+    def near_duplicates(self, file: str, threshold: float = 0.95, k: int = 10) -> list[tuple[Hit, list[Hit]]]:
+        """The functions and methods of `file` that have others at least `threshold` alike (cosine),
+        each with those others, best first. Classes, and chunks nested in the same place, do not count."""
+        by_chunk: dict[str, list[dict]] = {}
+        for row in self.store.chunk_windows(_relative(self.root, file)):
+            by_chunk.setdefault(row["chunk_id"], []).append(row)
+        found = []
+        for cid, rows in by_chunk.items():
+            rows.sort(key=lambda r: r["window"])
+            this = _hit(0, 1.0, rows[0])
+            if this.kind == "class":
+                continue
+            windows = np.asarray([r["vector"] for r in rows], dtype=np.float32)
+            alike = [
+                hit for hit in self._similar_to(windows, k, None, cid)
+                if hit.score >= threshold and hit.kind != "class" and not _nested(hit, this)
+            ]
+            if alike:
+                found.append((this, alike))
+        return sorted(found, key=lambda pair: pair[0].start_line)
+
     def _similar_to(self, windows: np.ndarray, k: int, where: str | None, exclude: str | None) -> list[Hit]:
         rows: dict[str, dict] = {}
         best: dict[str, float] = {}
@@ -245,6 +272,11 @@ def _hit(rank: int, score: float, row: dict) -> Hit:
         code=row["code"],
         chunk_id=row["chunk_id"],
     )
+
+
+def _nested(a: Hit, b: Hit) -> bool:
+    """Whether two chunks of one file overlap (a method inside its class, a function inside another)."""
+    return a.path == b.path and a.start_line <= b.end_line and b.start_line <= a.end_line
 
 
 def _relative(root: Path, path: str) -> str:

@@ -337,6 +337,11 @@ class Store:
         )
         return sorted(rows, key=lambda r: r["end_line"] - r["start_line"])
 
+    def chunk_windows(self, path: str) -> list[dict]:
+        """Every window row of every chunk of `path`, with its vector."""
+        query = self.chunks.search().where(f"path = {sql_str(path)}").select(_HIT_COLUMNS + ["vector"])
+        return query.limit(None).to_list()
+
     def vectors_of_chunk(self, chunk_id: str) -> np.ndarray:
         rows = (
             self.chunks.search().where(f"chunk_id = {sql_str(chunk_id)}").select(["window", "vector"]).limit(None).to_list()

@@ -39,3 +39,7 @@ def repo(tmp_path) -> Path:
 @pytest.fixture
 def settings(tiny_model) -> Settings:
     return Settings(model=str(tiny_model), threads=1)
+
+
+# The shared language server of the LSP tests (tests/test_lsp_*.py); see tests/lsp_fixtures.py.
+from lsp_fixtures import lsp, lsp_repo, lsp_server  # noqa: E402, F401

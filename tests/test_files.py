@@ -385,3 +385,52 @@ def test_file_digest_streams_large_files(tmp_path):
     data = os.urandom(3_000_000)
     path.write_bytes(data)
     assert file_digest(path) == hashlib.sha256(data).hexdigest()
+
+
+# --- scope_of: one path judged as the walk judges it ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", GIT_LAYOUTS)
+def test_scope_of_agrees_with_walk_on_every_path(tmp_path, name):
+    tree, _ = GIT_LAYOUTS[name]
+    make_tree(tmp_path, {**tree, "vendor/lib.py": "", "big.py": "x" * 50, "Cargo.lock": "", "bin.py": b"\0"})
+    result = walk(tmp_path, max_file_bytes=40)
+    kept = {f.path: f for f in result.files}
+    reasons = dict(result.skipped_paths)
+    for rel in tree | {"vendor/lib.py": "", "big.py": "", "Cargo.lock": "", "bin.py": ""}:
+        if rel.startswith(".git/"):
+            continue
+        verdict = files.scope_of(tmp_path, rel, max_file_bytes=40)
+        if rel in kept:
+            assert verdict == kept[rel], rel
+        else:
+            expected = reasons.get(rel) or next(
+                (r for p, r in reasons.items() if p.endswith("/") and rel.startswith(p)), files.NOT_CODE
+            )
+            assert verdict == expected, rel
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("gone.py", "vanished"),
+        ("src/gone.py", "vanished"),
+        ("../outside.py", "outside root"),
+        ("/etc/passwd", "outside root"),
+        (".codesearch/x.py", files.NOT_CODE),
+        (".git/hooks/x.py", files.NOT_CODE),
+        ("notes.txt", files.NOT_CODE),
+        ("src", files.NOT_CODE),
+        ("a.py/inner.py", "vanished"),
+    ],
+)
+def test_scope_of_reasons(tmp_path, path, reason):
+    make_tree(tmp_path, {"a.py": "", "notes.txt": "", "src/b.py": "", ".codesearch/x.py": "", ".git/hooks/x.py": ""})
+    assert files.scope_of(tmp_path, path) == reason
+
+
+def test_scope_of_respects_extra_ignores_and_languages(tmp_path):
+    make_tree(tmp_path, {"a.py": "", "b.go": "", "gen/c.py": ""})
+    assert files.scope_of(tmp_path, "gen/c.py", extra_ignores=["gen/"]) == "ignored"
+    assert files.scope_of(tmp_path, "b.go", languages={"python"}) == files.NOT_CODE
+    assert files.scope_of(tmp_path, "a.py", languages={"python"}).language == "python"

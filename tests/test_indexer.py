@@ -146,3 +146,46 @@ def test_second_writer_is_refused(repo, settings):
     with writer_lock(repo / ".codesearch"):
         with pytest.raises(CodesearchError, match="another codesearch process"):
             build_index(repo, settings)
+
+
+# --- update_files: the daemon's path, a few named files at a time ----------------------------------
+
+
+def test_update_files_reads_only_the_named_files_and_matches_a_full_run(repo, settings):
+    from codesearch.indexer import update_files
+
+    build_index(repo, settings)
+    path = repo / "py" / "jsonutil.py"
+    path.write_text(path.read_text() + "\n\ndef fresh_marker():\n    return 1\n")
+    (repo / "go" / "stack.go").unlink()
+    os.utime(repo / "rb" / "slug.rb", ns=(1, 1))  # not named: left alone
+    report = update_files(repo, settings, ["py/jsonutil.py", "go/stack.go"])
+    assert (report.files_read, report.files_changed, report.files_deleted, report.chunks_embedded) == (1, 1, 1, 1)
+    names = {row[2] for row in _rows(repo, settings)}
+    assert "fresh_marker" in names and "Stack.Push" not in names
+    after = _rows(repo, settings)
+    assert build_index(repo, settings).files_read == 1  # slug.rb, whose new mtime no one reported
+    assert _rows(repo, settings) == after
+
+
+def test_update_files_drops_ignored_files_and_deleted_directories(repo, settings):
+    from codesearch.indexer import update_files
+
+    build_index(repo, settings)
+    ignoring = dataclasses.replace(settings, ignore=("py/retry.py",))
+    report = update_files(repo, ignoring, ["py/retry.py"])
+    assert report.skipped == {"ignored": 1} and report.files_deleted == 1
+    shutil.rmtree(repo / "ts")
+    assert update_files(repo, settings, ["ts"]).files_deleted == 1
+    paths = {row[1] for row in _rows(repo, settings)}
+    assert "py/retry.py" not in paths and not any(p.startswith("ts/") for p in paths)
+    assert Index.open(repo, settings).status().complete
+
+
+def test_update_files_builds_a_missing_index_in_full(repo, settings):
+    from codesearch.indexer import update_files
+
+    report = update_files(repo, settings, ["py/retry.py"])
+    assert report.files == 12 and report.files_changed == 12
+    shutil.copytree(repo / "py", repo / "py2")
+    assert update_files(repo, settings, ["py2"]).files_changed == 2  # a directory moved in is walked

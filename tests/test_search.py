@@ -79,3 +79,16 @@ def test_bad_queries_are_clear_errors(index, call, message, monkeypatch):
     monkeypatch.chdir(index.root)
     with pytest.raises(CodesearchError, match=message):
         call(index)
+
+
+def test_near_duplicates_of_a_file(repo, settings):
+    copied = (repo / "py" / "retry.py").read_text().split("\n\n\nclass RateLimiter")[0]
+    (repo / "py" / "again.py").write_text(copied + "\n")  # retry_with_backoff, copied verbatim
+    build_index(repo, settings)
+    index = Index.open(repo, settings)
+    found = index.near_duplicates(str(repo / "py" / "retry.py"), threshold=0.99)
+    assert [(this.name, [(h.path, h.name) for h in alike]) for this, alike in found] == [
+        ("retry_with_backoff", [("py/again.py", "retry_with_backoff")])
+    ]
+    assert found[0][1][0].score == pytest.approx(1.0, abs=1e-5)
+    assert index.near_duplicates(str(repo / "go" / "stack.go"), threshold=0.99) == []
