@@ -63,6 +63,28 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="what is indexed, with which model, how fresh")
     status.add_argument("path", nargs="?", default=None, help="repository root (default: found upward)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    clones = commands.add_parser("clones", help="find duplicated functions (copies, renamed and rewritten ones)")
+    clones.add_argument("path", nargs="?", default=".", help="only functions under this directory or file (default .)")
+    clones.add_argument("--min-similarity", type=float, help="embedding similarity for a pair (default 0.95)")
+    clones.add_argument("--min-lines", type=int, default=5, help="ignore functions shorter than this (default 5)")
+    clones.add_argument("--lang", action="append", default=[], help="only this language (repeatable)")
+    clones.add_argument("--path", dest="path_glob", action="append", default=[], metavar="GLOB",
+                        help="only paths matching GLOB (repeatable)")
+    clones.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                        help="leave out matching paths (repeatable)")
+    clones.add_argument("--cross-language", action="store_true", help="also pair functions of different languages")
+    clones.add_argument("--format", choices=["table", "json", "sarif", "markdown"], default="table")
+    clones.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    clones.add_argument("--fail-on", type=int, metavar="N", help="exit 1 when more than N groups are reported")
+    clones.add_argument("--changed-since", metavar="REV", help="only groups with a function changed since git REV")
+    clones.add_argument("--baseline", metavar="FILE", help="leave out the groups known in FILE")
+    clones.add_argument("--write-baseline", metavar="FILE", help="record every group found as known, in FILE")
+    clones.add_argument("--model", help=argparse.SUPPRESS)
+
+    lsp = commands.add_parser("lsp", help="run the language server (stdio; --tcp for a local port)")
+    lsp.add_argument("--tcp", action="store_true", help="listen on 127.0.0.1 instead of stdio")
+    lsp.add_argument("--port", type=int, default=2087, help="TCP port with --tcp (default 2087)")
     return parser
 
 
@@ -211,7 +233,53 @@ def cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_FOUND
 
 
-COMMANDS = {"index": cmd_index, "query": cmd_query, "similar": cmd_similar, "status": cmd_status}
+def cmd_clones(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from codesearch.clones import DEFAULT_MIN_SIMILARITY, CloneOptions, find_clones, write_baseline
+    from codesearch.reports import render
+    from codesearch.search import Index
+
+    start = Path(args.path)
+    if not start.exists():
+        raise CodesearchError(f"no such file or directory: {args.path}")
+    root = find_root(start if start.is_dir() else start.parent)
+    under = start.resolve().relative_to(root).as_posix()
+    options = CloneOptions(
+        min_similarity=DEFAULT_MIN_SIMILARITY if args.min_similarity is None else args.min_similarity,
+        min_lines=args.min_lines, languages=tuple(args.lang), paths=tuple(args.path_glob),
+        excludes=tuple(args.exclude), cross_language=args.cross_language, changed_since=args.changed_since,
+        baseline=Path(args.baseline) if args.baseline else None, under="" if under == "." else under,
+    )
+    if args.fail_on is not None and args.fail_on < 0:
+        raise CodesearchError("--fail-on must be 0 or more")
+    report = find_clones(Index.open(root, _settings(root, args)), options)
+    if args.write_baseline:
+        write_baseline(Path(args.write_baseline), report.all_groups)
+        err.print(f"codesearch: wrote {len(report.all_groups)} known groups to {args.write_baseline}", markup=False)
+    text = render(report, args.format, color=out.is_terminal and not args.output,
+                  width=out.width if out.is_terminal and not args.output else 400)
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise CodesearchError(f"cannot write {args.output}: {exc.strerror}") from None
+        err.print(f"codesearch: {len(report.groups)} clone groups written to {args.output}", markup=False)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return 1 if args.fail_on is not None and len(report.groups) > args.fail_on else EXIT_FOUND
+
+
+def cmd_lsp(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from lsp.server import start
+
+    start(tcp=args.tcp, port=args.port)
+    return EXIT_FOUND
+
+
+COMMANDS = {
+    "index": cmd_index, "query": cmd_query, "similar": cmd_similar, "status": cmd_status, "clones": cmd_clones,
+    "lsp": cmd_lsp,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

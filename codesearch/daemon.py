@@ -1,0 +1,288 @@
+"""Keep a repository's index fresh while an editor works in it, and hand out an `Index` for queries.
+
+A LiveIndex watches the tree (watchdog), debounces changes per file, and re-indexes only the files
+that changed (`update_files`) on one worker thread, so there is one writer per index. It starts
+with an incremental walk of the whole tree (`build_index`), and walks it again when an ignore file
+changes or the index directory is deleted under it. Queries go to an Index opened `live`, which
+sees each LanceDB commit: old rows or new ones for a file, never half of it. A concurrent
+`codesearch index` holds the writer lock; the work is then retried a moment later.
+
+No LSP here: the language server listens through a `Listener`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+from codesearch.config import Settings
+from codesearch.errors import CodesearchError
+from codesearch.files import CODESEARCH_IGNORE_FILE, IGNORE_FILE
+from codesearch.indexer import IndexReport, Progress, WriterBusy, build_index, update_files
+from codesearch.model import Encoder, resolve_model
+from codesearch.search import Index
+from codesearch.store import read_meta
+
+log = logging.getLogger(__name__)
+
+BUSY_RETRY_S = 1.0  # wait before retrying when another process holds the writer lock, or after a failure
+MAX_RETRIES = 2  # failed runs retried (the last one as a rebuild from scratch) before the error is reported
+_RULE_FILES = (IGNORE_FILE, CODESEARCH_IGNORE_FILE, ".git/info/exclude")
+
+
+def _nothing(*args) -> None:
+    return None
+
+
+@dataclass
+class Listener:
+    """What a LiveIndex tells its owner, on the worker thread; each defaults to nothing."""
+
+    build_started: Callable[[], None] = _nothing        # a walk of the whole tree begins
+    progress: Progress = _nothing                       # (stage, done, total) during it
+    build_finished: Callable[[], None] = _nothing       # it ended, well or not
+    updated: Callable[[IndexReport], None] = _nothing   # a run committed (full or a few files)
+    failed: Callable[[str], None] = _nothing            # a run failed; the message is for a human
+
+
+class LiveIndex:
+    """One repository's index, kept up to date in the background: `start()`, then `index` for queries."""
+
+    def __init__(
+        self,
+        root: Path,
+        settings: Settings,
+        *,
+        debounce: float = 0.3,
+        listener: Listener | None = None,
+        watch: bool = True,
+    ) -> None:
+        self.root = Path(os.path.realpath(root))
+        self.settings = settings
+        self.debounce = debounce
+        self.listener = listener or Listener()
+        self.watch = watch
+        self.index_path = settings.index_path(self.root)
+        self.state = "starting"  # starting | building | updating | idle | stopped
+        self.last_error = ""
+        self.last_report: IndexReport | None = None
+        self._index: Index | None = None
+        self._encoder: Encoder | None = None
+        self._cond = threading.Condition()
+        self._due: dict[str, float] = {}  # repo-relative path -> monotonic time to re-index it
+        self._full_due: float | None = None  # when to walk the whole tree, if asked
+        self._full_waiters: list[Future[IndexReport]] = []
+        self._stopping = False
+        self._failures = 0  # failed runs in a row
+        self._rebuild = False  # start the index over on the next run
+        self._thread = threading.Thread(target=self._work, name=f"codesearch index {self.root.name}", daemon=True)
+        self._observer = None
+
+    # --- the owner's side ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker (it loads the model, opens the index left by an earlier run so queries work
+        at once, then brings it up to date) and the watcher."""
+        self.sync()
+        self._thread.start()
+        if self.watch:
+            self._observer = _watch(self)
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.state = "stopped"
+
+    @property
+    def index(self) -> Index | None:
+        """The index to query, or None while there is none yet."""
+        return self._index
+
+    @property
+    def pending(self) -> int:
+        """Files waiting for their debounce or for the worker."""
+        return len(self._due)
+
+    def changed(self, paths: Iterable[str | os.PathLike[str]]) -> None:
+        """Re-index these files (absolute, or relative to the root) once none of them changed for
+        `debounce` seconds; what they are now on disk is what gets indexed."""
+        now = time.monotonic()
+        with self._cond:
+            for path in paths:
+                rel = self.relative(path)
+                if rel is None or rel == ".git" or rel.startswith(".git/") and rel != ".git/info/exclude":
+                    continue
+                if rel == self.settings.index_dir or rel.startswith(self.settings.index_dir.rstrip("/") + "/"):
+                    if not (self.index_path / "meta.json").exists():  # deleted under us: build it again
+                        self._full_due = now + self.debounce  # once the deletion is over
+                    continue
+                if rel.endswith(_RULE_FILES):  # which files are in scope may have changed
+                    self._full_due = min(self._full_due or now + self.debounce, now + self.debounce)
+                self._due[rel] = now + self.debounce
+            self._cond.notify()
+
+    def sync(self) -> Future[IndexReport]:
+        """Walk the whole tree (incrementally: only changed files are read) as soon as the worker is free."""
+        future: Future[IndexReport] = Future()
+        with self._cond:
+            self._full_waiters.append(future)
+            self._full_due = time.monotonic()
+            self._cond.notify()
+        return future
+
+    def relative(self, path: str | os.PathLike[str]) -> str | None:
+        """`path` relative to the root in posix form, or None when it is outside."""
+        absolute = os.path.join(self.root, path)
+        rel = os.path.relpath(os.path.realpath(os.path.dirname(absolute)), self.root)
+        rel = os.path.normpath(os.path.join(rel, os.path.basename(absolute)))
+        if rel == "." or rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
+            return None
+        return Path(rel).as_posix()
+
+    # --- the worker ------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        self._open_existing()
+        while True:
+            with self._cond:
+                full, paths, waiters = self._next_job()
+                if full is None:
+                    return
+            self._run(full, paths, waiters)
+
+    def _next_job(self) -> tuple[bool | None, list[str], list[Future[IndexReport]]]:
+        """Wait (holding the condition) for work that is due: (full walk?, paths, waiters), or None to stop."""
+        while not self._stopping:
+            now = time.monotonic()
+            if self._full_due is not None and self._full_due <= now:
+                waiters, self._full_waiters, self._full_due = self._full_waiters, [], None
+                self._due.clear()  # the walk covers them
+                return True, [], waiters
+            ready = sorted(p for p, due in self._due.items() if due <= now)
+            if ready:
+                for path in ready:
+                    del self._due[path]
+                return False, ready, []
+            deadlines = [*self._due.values(), *([self._full_due] if self._full_due is not None else [])]
+            self._cond.wait(max(0.0, min(deadlines) - now) if deadlines else None)
+        for waiter in self._full_waiters:
+            waiter.cancel()
+        return None, [], []
+
+    def _run(self, full: bool, paths: list[str], waiters: list[Future[IndexReport]]) -> None:
+        try:
+            encoder = self._load_encoder()
+        except Exception as exc:  # noqa: BLE001 - a missing or bad model: nothing to retry until it changes
+            self._fail(exc, waiters)
+            return
+        rebuild, self._rebuild = self._rebuild, False
+        full = full or rebuild
+        self.state = "building" if full else "updating"
+        if full:
+            self.listener.build_started()
+        try:
+            if full:
+                report = build_index(
+                    self.root, self.settings, rebuild=rebuild, encoder=encoder, progress=self.listener.progress
+                )
+            else:
+                report = update_files(self.root, self.settings, paths, encoder=encoder)
+            self._refresh_index()
+        except WriterBusy:
+            self._retry_later(full, paths, waiters)
+            return
+        except Exception as exc:  # noqa: BLE001 - the worker must outlive any one run
+            self._failures += 1
+            if self._failures > MAX_RETRIES:
+                self._fail(exc, waiters)
+                return
+            # An I/O race (a file or the index deleted mid-run) passes on a second try; an index that
+            # still fails is damaged, and the last try starts it over.
+            log.warning("indexing %s failed (%s): trying again", self.root, exc)
+            self._rebuild = self._failures == MAX_RETRIES
+            self._retry_later(full or self._rebuild, paths, waiters)
+            return
+        finally:
+            self.state = "idle"
+            if full:
+                self.listener.build_finished()
+        self.last_report, self.last_error, self._failures = report, "", 0
+        for waiter in waiters:
+            waiter.set_result(report)
+        self.listener.updated(report)
+
+    def _retry_later(self, full: bool, paths: list[str], waiters: list[Future[IndexReport]]) -> None:
+        """Put a run back, due in BUSY_RETRY_S; a change that came meanwhile keeps its own time."""
+        due = time.monotonic() + BUSY_RETRY_S
+        with self._cond:
+            if full:
+                self._full_waiters.extend(waiters)
+                self._full_due = due if self._full_due is None else max(self._full_due, due)
+            for path in paths:
+                self._due.setdefault(path, due)
+            self._cond.notify()
+
+    def _fail(self, exc: Exception, waiters: list[Future[IndexReport]]) -> None:
+        if not isinstance(exc, CodesearchError):
+            log.error("indexing %s failed", self.root, exc_info=exc)
+        self._failures = 0
+        self.last_error = str(exc) if isinstance(exc, CodesearchError) else f"{type(exc).__name__}: {exc}"
+        for waiter in waiters:
+            waiter.set_exception(exc)
+        self.listener.failed(self.last_error)
+
+    def _load_encoder(self) -> Encoder:
+        if self._encoder is None:
+            s = self.settings
+            folder = resolve_model(s.model)
+            self._encoder = Encoder(folder, device=s.device, threads=s.threads, batch_tokens=s.batch_tokens)
+        return self._encoder
+
+    def _open_existing(self) -> None:
+        """Serve the index an earlier run left, if any, while the first walk brings it up to date."""
+        try:
+            if read_meta(self.index_path) is not None:
+                self._index = Index.open(self.root, self.settings, live=True, encoder=self._load_encoder())
+        except Exception as exc:  # noqa: BLE001 - a damaged or foreign index is rebuilt by the first walk
+            log.info("not serving the old index of %s: %s", self.root, exc)
+
+    def _refresh_index(self) -> None:
+        """After a run: reopen the Index when the tables were made anew, else just re-read meta.json."""
+        meta = read_meta(self.index_path)
+        current = self._index
+        if current is None or meta is None or current.store.meta.created_at != meta.created_at:
+            self._index = Index.open(self.root, self.settings, live=True, encoder=self._encoder)
+        else:
+            current.store.meta = meta
+
+
+def _watch(live: LiveIndex):
+    """A watchdog observer that reports every created, changed, moved or deleted path to `live`."""
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event) -> None:
+            if event.event_type in ("opened", "closed_no_write"):
+                return
+            if event.is_directory and event.event_type in ("modified", "closed"):
+                return  # a directory "changes" whenever a file in it does: that file is reported too
+            paths = [event.src_path, getattr(event, "dest_path", "")]
+            live.changed([os.fsdecode(p) for p in paths if p])
+
+    observer = Observer()
+    observer.schedule(Handler(), str(live.root), recursive=True)
+    observer.daemon = True
+    observer.start()
+    return observer

@@ -1,0 +1,1 @@
+"""The codesearch language server (pygls handlers over the engine); editor clients live beside it."""
