@@ -28,6 +28,10 @@ class Settings:
     threads: int = 0  # ONNX Runtime CPU threads; 0 means all cores
     batch_tokens: int = 16384  # tokens per embedding batch (rows x longest row)
     window_overlap: int = 64  # tokens shared by consecutive windows of a long function
+    tracked_only: bool = False  # inside a git repository, index exactly the files `git ls-files` lists
+    confirm_above: int = 20000  # a first index of more estimated functions asks first in a terminal (0: never)
+    daemon_threads: int = 0  # CPU threads the daemon indexes with; 0 means half the cores
+    daemon_nice: int = 10  # how much lower the daemon's indexing thread runs (OS niceness added)
 
     def index_path(self, root: Path) -> Path:
         return (root / self.index_dir).resolve() if not Path(self.index_dir).is_absolute() else Path(self.index_dir)
@@ -39,6 +43,12 @@ _DEVICES = ("auto", "cpu", "cuda")
 def _coerce(name: str, value: Any, source: str) -> Any:
     """Check and convert one setting's value to the field's type."""
     default = getattr(Settings, name)
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        if not isinstance(value, bool):
+            raise CodesearchError(f"{source}: '{name}' must be true or false, got {value!r}")
+        return value
     if isinstance(default, tuple):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

@@ -1,7 +1,12 @@
 """Which files get indexed: walk a tree as git sees it, skip what is not worth embedding, read text safely.
 
-The walk honours .gitignore files at every level, .git/info/exclude, .codesearchignore files and the
-user's extra patterns, prunes ignored directories as git does, never leaves the root, and counts every
+Inside a git work tree the walk lists what `git ls-files --cached --others --exclude-standard` lists:
+the global excludes file (core.excludesFile), the repository's info/exclude, .gitignore files at
+every level (also those above the root, up to the top of the work tree), negations and directory
+rules, with ignored directories pruned as git prunes them and nested repositories left out. Then
+.codesearchignore files (same syntax) and the user's extra patterns; no other ignore file is read.
+With `tracked_only`, the candidates are exactly `git ls-files`. Defaults then drop vendored, build,
+generated, minified, lock and data files. The walk never leaves the root, and counts every
 candidate it drops by reason so that nothing disappears silently.
 """
 
@@ -12,7 +17,9 @@ import errno
 import hashlib
 import os
 import re
+import shutil
 import stat
+import subprocess
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -34,6 +41,7 @@ LOCK_FILES = frozenset({
     "Pipfile.lock", "uv.lock", "Gemfile.lock", "composer.lock", "go.sum",
 })
 MINIFIABLE_SUFFIXES = (".js", ".mjs", ".cjs", ".css")
+DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".yaml", ".yml", ".csv", ".tsv")  # counted, never chunked
 IGNORE_FILE = ".gitignore"
 CODESEARCH_IGNORE_FILE = ".codesearchignore"
 
@@ -98,9 +106,10 @@ class IgnoreRules:
     base: str                                          # "" for the root, else "src/lib/"
     rules: tuple[tuple[re.Pattern[str], bool], ...]   # (expression, ignores?), last line first
     any_rule: re.Pattern[str]                          # all of them at once: most paths match none
+    above: str = ""  # for a file above the root: the root's path relative to its directory, "sub/dir/"
 
     @classmethod
-    def parse(cls, lines: Iterable[str], base: str = "") -> IgnoreRules:
+    def parse(cls, lines: Iterable[str], base: str = "", above: str = "") -> IgnoreRules:
         sources, rules = [], []
         for line in lines:
             try:
@@ -112,11 +121,11 @@ class IgnoreRules:
                 rules.append((re.compile(source, pattern.regex.flags), pattern.include))
                 sources.append(_NAMED_GROUP.sub("(?:", source))
         any_rule = re.compile("|".join(sources) or r"(?!)")
-        return cls(base, tuple(reversed(rules)), any_rule)
+        return cls(base, tuple(reversed(rules)), any_rule, above)
 
     def verdict(self, path: str, is_dir: bool) -> bool | None:
         """True if the last line matching `path` ignores it, False for a `!` line, None if none match."""
-        text = path[len(self.base):] + ("/" if is_dir else "")
+        text = self.above + path[len(self.base):] + ("/" if is_dir else "")
         if not self.any_rule.search(text):
             return None
         for regex, ignores in self.rules:
@@ -138,11 +147,11 @@ def _spell_out_trailing_globstar(line: str) -> str:
     return line
 
 
-def _read_rules(path: str, base: str, result: WalkResult, rel: str) -> IgnoreRules | None:
+def _read_rules(path: str, base: str, result: WalkResult, rel: str, above: str = "") -> IgnoreRules | None:
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as f:
-            rules = IgnoreRules.parse(f.read().splitlines(), base)
-    except FileNotFoundError:
+            rules = IgnoreRules.parse(f.read().splitlines(), base, above)
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError:
         result.skip(rel, "unreadable")
@@ -157,13 +166,14 @@ def walk(
     languages: Collection[str] | None = None,
     max_file_bytes: int = 1_000_000,
     index_dir: str = ".codesearch",
+    tracked_only: bool = False,
 ) -> WalkResult:
     """List the source files under `root` that should be indexed, sorted by path.
 
     Precedence, lowest first: .git/info/exclude, .gitignore files from the root down, .codesearchignore
     files from the root down, then `extra_ignores` (relative to root); the last matching line decides.
     """
-    walker, git, extra = _start(root, extra_ignores, languages, max_file_bytes, index_dir)
+    walker, git, extra = _start(root, extra_ignores, languages, max_file_bytes, index_dir, tracked_only)
     walker.run(git, extra)
     walker.result.files.sort(key=lambda f: f.path)
     walker.result.skipped_paths.sort()
@@ -181,6 +191,7 @@ def scope_of(
     languages: Collection[str] | None = None,
     max_file_bytes: int = 1_000_000,
     index_dir: str = ".codesearch",
+    tracked_only: bool = False,
 ) -> SourceFile | str:
     """Judge one repo-relative file as `walk` with the same options would: its SourceFile if the walk
     would index it, else the reason it would not (a skip reason such as "ignored", or NOT_CODE).
@@ -190,7 +201,7 @@ def scope_of(
     parts = PurePosixPath(path).parts
     if not parts or parts[0] == "/" or ".." in parts:
         return "outside root"
-    walker, git, extra = _start(root, extra_ignores, languages, max_file_bytes, index_dir)
+    walker, git, extra = _start(root, extra_ignores, languages, max_file_bytes, index_dir, tracked_only)
     abs_dir, prefix, ours = walker.root, "", ()
     for depth, name in enumerate(parts):
         listing = walker.list_dir(abs_dir, prefix)
@@ -217,9 +228,15 @@ def _is_dir_above(dir_path: str, path: str) -> bool:
 
 
 def _start(
-    root: Path, extra_ignores: Sequence[str], languages: Collection[str] | None, max_file_bytes: int, index_dir: str
+    root: Path,
+    extra_ignores: Sequence[str],
+    languages: Collection[str] | None,
+    max_file_bytes: int,
+    index_dir: str,
+    tracked_only: bool = False,
 ) -> tuple[_Walker, Layer, Layer]:
-    """A walker for `root` and the ignore layers that apply everywhere (.git/info/exclude, the user's)."""
+    """A walker for `root` and the ignore layers that apply everywhere: git's (global excludes,
+    info/exclude, .gitignore files above the root), lowest precedence first, and the user's."""
     root = Path(root)
     if not root.is_dir():
         raise CodesearchError(f"{root}: not a directory")
@@ -229,10 +246,111 @@ def _start(
         max_file_bytes=max_file_bytes,
         index_dir=index_dir.strip("/"),
     )
-    exclude_file = os.path.join(walker.root, ".git", "info", "exclude")
-    exclude = _read_rules(exclude_file, "", walker.result, ".git/info/exclude")
+    repo = GitRepo.find(walker.root)
+    walker.in_git = repo is not None
+    git: Layer = ()
+    if tracked_only:
+        if repo is None:
+            raise CodesearchError(f"--tracked-only: {root} is not inside a git repository")
+        walker.track(repo.tracked(walker.root))  # what git tracks is the list: its ignore rules are moot
+    elif repo is not None:
+        git = repo.layers(walker.root, walker.result)
     extra = IgnoreRules.parse(extra_ignores)
-    return walker, (exclude,) if exclude else (), (extra,) if extra.rules else ()
+    return walker, git, (extra,) if extra.rules else ()
+
+
+@dataclass(frozen=True)
+class GitRepo:
+    """The git work tree that holds a directory: its top and its git directory."""
+
+    top: str
+    git_dir: str
+
+    @classmethod
+    def find(cls, path: str) -> GitRepo | None:
+        """The innermost work tree holding `path` (a .git directory, or a .git file as in worktrees
+        and submodules), or None."""
+        here = path
+        while True:
+            dot_git = os.path.join(here, ".git")
+            if os.path.isdir(dot_git):
+                return cls(here, dot_git)
+            if os.path.isfile(dot_git):
+                git_dir = _gitdir_of_file(dot_git)
+                if git_dir is not None and os.path.isdir(git_dir):
+                    return cls(here, git_dir)
+            parent = os.path.dirname(here)
+            if parent == here:
+                return None
+            here = parent
+
+    def layers(self, root: str, result: WalkResult) -> Layer:
+        """The rules that apply to `root` before its own .gitignore files, lowest precedence first:
+        core.excludesFile, info/exclude, then .gitignore files from the top down to root's parent."""
+        inside = os.path.relpath(root, self.top)
+        above = "" if inside == "." else Path(inside).as_posix() + "/"
+        found = []
+        for path, rel, prefix in (
+            (global_excludes_file(self.top), "core.excludesFile", above),
+            (os.path.join(self.git_dir, "info", "exclude"), ".git/info/exclude", above),
+        ):
+            if path and (rules := _read_rules(path, "", result, rel, prefix)):
+                found.append(rules)
+        parts = Path(above).parts
+        for depth in range(len(parts)):  # .gitignore files in the directories between the top and root
+            directory = os.path.join(self.top, *parts[:depth])
+            prefix = "/".join(parts[depth:]) + "/"
+            if rules := _read_rules(os.path.join(directory, IGNORE_FILE), "", result, "../" + IGNORE_FILE, prefix):
+                found.append(rules)
+        return tuple(found)
+
+    def tracked(self, root: str) -> list[str]:
+        """`git ls-files` under `root`, relative to it."""
+        listing = _git(["ls-files", "-z", "--cached"], cwd=root)
+        if listing is None:
+            raise CodesearchError(f"--tracked-only: `git ls-files` failed in {root}")
+        return [p for p in listing.split("\0") if p]
+
+
+def _is_repository(path: str) -> bool:
+    """Whether a directory is a work tree of its own (a .git directory, or a .git file naming one)."""
+    dot_git = os.path.join(path, ".git")
+    if os.path.isdir(dot_git):
+        return True
+    git_dir = _gitdir_of_file(dot_git) if os.path.isfile(dot_git) else None
+    return git_dir is not None and os.path.isdir(git_dir)
+
+
+def _gitdir_of_file(dot_git: str) -> str | None:
+    try:
+        with open(dot_git, encoding="utf-8") as f:
+            line = f.readline().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not line.startswith("gitdir:"):
+        return None
+    return os.path.join(os.path.dirname(dot_git), line[len("gitdir:"):].strip())
+
+
+def _git(args: list[str], cwd: str) -> str | None:
+    """Run git and return its stdout, or None when git is missing or fails."""
+    if shutil.which("git") is None:
+        return None
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.decode("utf-8", "surrogateescape") if done.returncode == 0 else None
+
+
+def global_excludes_file(cwd: str) -> str | None:
+    """The user's global ignore file as git finds it: core.excludesFile, else $XDG_CONFIG_HOME/git/ignore
+    (~/.config/git/ignore)."""
+    configured = _git(["config", "--type=path", "--get", "core.excludesFile"], cwd=cwd)
+    if configured and configured.strip():
+        return os.path.expanduser(configured.strip())
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(xdg, "git", "ignore")
 
 
 @dataclass
@@ -245,6 +363,13 @@ class _Walker:
     index_dir: str
     result: WalkResult = field(default_factory=WalkResult)
     seen_dirs: set[tuple[int, int]] = field(default_factory=set)
+    in_git: bool = False  # inside a git work tree: nested repositories are left out, as git does
+    tracked: frozenset[str] | None = None  # with tracked_only: the files git tracks, and their directories
+    tracked_dirs: frozenset[str] = frozenset()
+
+    def track(self, paths: list[str]) -> None:
+        self.tracked = frozenset(paths)
+        self.tracked_dirs = frozenset(str(parent) for p in paths for parent in PurePosixPath(p).parents)
 
     def __post_init__(self) -> None:
         root_stat = os.stat(self.root)
@@ -280,7 +405,8 @@ class _Walker:
         """The git and codesearch layers with this directory's ignore files added, and every rule
         that applies to its entries, highest precedence first."""
         names = {e.name for e in entries}
-        git += self._rules_in(abs_dir, prefix, IGNORE_FILE, names)
+        if self.tracked is None:  # what git tracks is listed whatever its ignore files say
+            git += self._rules_in(abs_dir, prefix, IGNORE_FILE, names)
         ours += self._rules_in(abs_dir, prefix, CODESEARCH_IGNORE_FILE, names)
         return git, ours, extra + ours[::-1] + git[::-1]
 
@@ -290,6 +416,10 @@ class _Walker:
             return False
         is_dir = entry.is_dir(follow_symlinks=False)  # git matches a symlink as a file
         verdict = next((v for r in rules if (v := r.verdict(rel, is_dir)) is not None), None)
+        if self.tracked is not None and not (rel in self.tracked_dirs if is_dir else rel in self.tracked):
+            if is_dir or self._wanted_language(rel):
+                self.result.skip(rel + "/" if is_dir else rel, "untracked")
+            return False
         if is_dir:
             return self._enter(entry, rel, verdict)
         if verdict:
@@ -312,6 +442,8 @@ class _Walker:
             reason = "ignored"
         elif verdict is None and entry.name in SKIP_DIRS:
             reason = "vendored/build dir"
+        elif self.in_git and _is_repository(entry.path):
+            reason = "nested repository"  # git lists a nested repository or submodule, not its files
         else:
             try:
                 st = entry.stat(follow_symlinks=False)
@@ -338,6 +470,9 @@ class _Walker:
         """Keep a file or count why not; a file of no wanted language is not code and is not counted."""
         if entry.name in LOCK_FILES:
             self.result.skip(rel, "lock file")
+            return
+        if entry.name.lower().endswith(DATA_SUFFIXES):
+            self.result.skip(rel, "data format")
             return
         st, reason = self._follow_link(entry) if entry.is_symlink() else (None, "")
         if st is not None and stat.S_ISDIR(st.st_mode):

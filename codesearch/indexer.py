@@ -175,13 +175,7 @@ class _Run:
 
     @property
     def walk_options(self) -> dict:
-        s = self.settings
-        return {
-            "extra_ignores": s.ignore,
-            "languages": s.languages or None,
-            "max_file_bytes": s.max_file_bytes,
-            "index_dir": s.index_dir,
-        }
+        return walk_options(self.settings)
 
     def sync_tree(self, store: Store) -> None:
         """Bring every file of the tree up to date and drop the rows of files no longer in it."""
@@ -230,6 +224,17 @@ class _Run:
             self.report.files_deleted = len(deleted)
         store.finish(changed=bool(pending or deleted or touched or self.report.rebuilt))
         self.report.chunks = store.counts()["chunks"]
+
+
+def walk_options(settings: Settings) -> dict:
+    """The keyword arguments of `files.walk` (and `files.scope_of`) that `settings` ask for."""
+    return {
+        "extra_ignores": settings.ignore,
+        "languages": settings.languages or None,
+        "max_file_bytes": settings.max_file_bytes,
+        "index_dir": settings.index_dir,
+        "tracked_only": settings.tracked_only,
+    }
 
 
 def build_index(

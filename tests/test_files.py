@@ -24,6 +24,15 @@ DO_NOT_EDIT = "DO NOT" + " EDIT"
 GIT_ENV = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1", "HOME": os.devnull}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _isolated_git_config():
+    """The walk asks git for core.excludesFile: give it the same empty configuration as GIT_ENV."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM", "HOME", "XDG_CONFIG_HOME"):
+            patch.setenv(name, GIT_ENV.get(name, os.devnull))
+        yield
+
+
 def make_tree(root: Path, tree: dict[str, str | bytes]) -> Path:
     for rel, content in tree.items():
         path = root / rel
