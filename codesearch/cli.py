@@ -7,20 +7,28 @@ Exit codes: 0 results, 1 no results, 2 bad input or error, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
+from rich.filesize import decimal
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
+from rich.table import Table
 
 from codesearch import __version__
 from codesearch.config import Settings, load_settings
 from codesearch.errors import CodesearchError
+
+if TYPE_CHECKING:
+    from codesearch.plan import IndexPlan
 
 EXIT_FOUND, EXIT_NONE, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -40,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", help="index or update the repository at PATH")
     index.add_argument("path", nargs="?", default=".", help="repository root (default .)")
     index.add_argument("--rebuild", action="store_true", help="drop the index and build it again")
+    index.add_argument("--dry-run", action="store_true",
+                       help="print what would be indexed and how long it would take; index nothing")
+    index.add_argument("--tracked-only", action="store_true", default=None,
+                       help="inside a git repository, index only the files git tracks")
+    index.add_argument("-y", "--yes", action="store_true", help="never ask before a big first index")
     common(index)
 
     def query_options(p: argparse.ArgumentParser) -> None:
@@ -110,11 +123,33 @@ def _settings(root: Path, args: argparse.Namespace) -> Settings:
 
 def cmd_index(args: argparse.Namespace, out: Console, err: Console) -> int:
     from codesearch.indexer import build_index
+    from codesearch.plan import load_encoder, measure_speed, plan_index
 
     root = Path(args.path)
     if not root.is_dir():
         raise CodesearchError(f"not a directory: {args.path}")
-    settings = _settings(root.resolve(), args)
+    flags = {name: getattr(args, name) for name in ("model", "device", "threads", "tracked_only")}
+    settings = load_settings(root.resolve(), flags)
+    if args.dry_run:
+        with _planning(err):
+            plan = plan_index(root, settings)
+        if args.json:
+            print(json.dumps(plan.to_json()))
+        else:
+            _print_plan(plan, out)
+        return EXIT_FOUND
+    encoder = None
+    if _may_ask(args, settings, root, err):
+        with _planning(err):
+            plan = plan_index(root, settings, measure=False)
+            if plan.estimate.functions > settings.confirm_above:
+                encoder = load_encoder(settings)  # measured here, then reused to index
+                plan = measure_speed(plan, settings, encoder)
+        if plan.estimate.functions > settings.confirm_above:
+            _print_plan(plan, err)
+            if not _confirm(plan, err):
+                err.print("codesearch: nothing indexed", markup=False)
+                return EXIT_NONE
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err, transient=True, disable=not err.is_terminal,
@@ -126,7 +161,7 @@ def cmd_index(args: argparse.Namespace, out: Console, err: Console) -> int:
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        report = build_index(root, settings, rebuild=args.rebuild, progress=tick)
+        report = build_index(root, settings, rebuild=args.rebuild, progress=tick, encoder=encoder)
     if report.rebuilt:
         err.print(f"codesearch: {report.rebuilt}")
     if args.json:
@@ -147,6 +182,79 @@ def cmd_index(args: argparse.Namespace, out: Console, err: Console) -> int:
     if report.syntax_errors:
         out.print(f"{report.syntax_errors} files had syntax errors (their clean functions are indexed)", highlight=False)
     return EXIT_FOUND
+
+
+def _planning(err: Console):
+    """A spinner on stderr while the plan is worked out (only on a terminal)."""
+    return err.status("codesearch: planning the index") if err.is_terminal else contextlib.nullcontext()
+
+
+def _may_ask(args: argparse.Namespace, settings: Settings, root: Path, err: Console) -> bool:
+    """Whether a first index may ask before it starts: a person at a terminal, no index yet, no --yes."""
+    if args.yes or args.json or settings.confirm_above <= 0 or not err.is_terminal:
+        return False
+    try:
+        interactive = sys.stdin is not None and sys.stdin.isatty()
+    except ValueError:  # stdin was closed
+        interactive = False
+    return interactive and not (settings.index_path(root.resolve()) / "meta.json").is_file()
+
+
+def _confirm(plan: IndexPlan, err: Console) -> bool:
+    """Ask on stderr whether to index; anything but y/yes (EOF, Ctrl-C included) is a no."""
+    e = plan.estimate
+    about = f", about {_duration(e.seconds)}" if e.seconds is not None else ""
+    try:
+        err.print(f"Index {len(plan.files)} files (~{e.functions:,} functions{about})? [y/N] ", end="", markup=False)
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        answer = ""
+    if not answer.endswith("\n"):
+        err.print()  # EOF or Ctrl-C left the cursor after the prompt
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _print_plan(plan: IndexPlan, console: Console) -> None:
+    """The human form of a dry run: files and functions by language, skips, big directories, the time."""
+    state = "an index exists and would be updated" if plan.index_exists else "no index yet"
+    console.print(f"{plan.root}: {state}", markup=False)
+    table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False, show_footer=True)
+    total = ("total", f"{len(plan.files):,}", decimal(plan.bytes), f"{plan.estimate.functions:,}")
+    for name, footer in zip(("language", "files", "size", "est. functions"), total):
+        table.add_column(name, footer=footer, justify="left" if name == "language" else "right")
+    for name, lang in plan.languages.items():
+        table.add_row(name, f"{lang.files:,}", decimal(lang.bytes), f"{lang.functions:,}")
+    console.print(table)
+    skipped = ", ".join(f"{n} {reason}" for reason, n in plan.skipped.most_common()) or "none"
+    console.print(f"skipped: {skipped}", markup=False)
+    if plan.largest_dirs:
+        console.print("largest directories:")
+        dirs = Table.grid(padding=(0, 2))
+        for justify in ("left", "right", "right"):
+            dirs.add_column(justify=justify)
+        for d in plan.largest_dirs:
+            dirs.add_row(f"  {d.path}", f"{d.files:,} file{'' if d.files == 1 else 's'}", decimal(d.bytes))
+        console.print(dirs)
+    console.print(_estimate_line(plan), markup=False)
+
+
+def _estimate_line(plan: IndexPlan) -> str:
+    e = plan.estimate
+    sampled = "" if plan.sampled_files == len(plan.files) else f" (counted in a sample of {plan.sampled_files} files)"
+    line = f"estimate: ~{e.functions:,} functions{sampled}"
+    if e.functions_per_s is not None and e.seconds is not None:
+        return f"{line}, about {_duration(e.seconds)} at {e.functions_per_s:,.0f} functions/s measured on {e.provider}"
+    if e.seconds is not None:
+        return f"{line}, about {_duration(e.seconds)}"
+    return f"{line}; {e.note}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _open_index(args: argparse.Namespace):
