@@ -192,7 +192,7 @@ def bench_scale(model: Path, work: Path, targets: list[int], threshold: float) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model folder (default: the tiny random test model)")
-    parser.add_argument("--jscpd", default="npx --yes jscpd", help="how to run jscpd (default: npx --yes jscpd)")
+    parser.add_argument("--jscpd", default="npx --yes jscpd@4", help="how to run jscpd (default: npx --yes jscpd@4; jscpd 5 needs a native platform package)")
     parser.add_argument("--ojclone", default=str(OJCLONE))
     parser.add_argument("--scale", default="10000,100000", help="function counts for the timing ('' to skip)")
     parser.add_argument("--scale-min-similarity", type=float, default=0.99,

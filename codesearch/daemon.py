@@ -7,13 +7,21 @@ changes or the index directory is deleted under it. Queries go to an Index opene
 sees each LanceDB commit: old rows or new ones for a file, never half of it. A concurrent
 `codesearch index` holds the writer lock; the work is then retried a moment later.
 
+Indexing gives way to the editor: the worker thread runs at a lower OS priority (`daemon_nice`,
+Linux, where niceness is per thread), embeds with its own ONNX Runtime session capped at
+`daemon_threads`, in small batches, and pauses before each batch while a query is being answered.
+Queries embed with a second session, made before the worker lowers its priority, so that neither
+its threads nor LanceDB's runtime inherit the lower priority.
+
 No LSP here: the language server listens through a `Listener`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,6 +39,8 @@ from codesearch.store import read_meta
 
 log = logging.getLogger(__name__)
 
+YIELD_MAX_S = 0.5  # the longest the worker waits for queries before embedding its next batch
+INDEX_BATCH_TOKENS = 4096  # small batches: a query waits for at most one of them
 BUSY_RETRY_S = 1.0  # wait before retrying when another process holds the writer lock, or after a failure
 MAX_RETRIES = 2  # failed runs retried (the last one as a rebuild from scratch) before the error is reported
 _RULE_FILES = (IGNORE_FILE, CODESEARCH_IGNORE_FILE, ".git/info/exclude")
@@ -73,7 +83,9 @@ class LiveIndex:
         self.last_error = ""
         self.last_report: IndexReport | None = None
         self._index: Index | None = None
-        self._encoder: Encoder | None = None
+        self._encoder: Encoder | None = None  # for queries
+        self._index_encoder: Encoder | None = None  # for indexing, on the worker thread
+        self._queries = 0  # queries being answered now; the worker waits for them between batches
         self._cond = threading.Condition()
         self._due: dict[str, float] = {}  # repo-relative path -> monotonic time to re-index it
         self._full_due: float | None = None  # when to walk the whole tree, if asked
@@ -108,6 +120,17 @@ class LiveIndex:
     def index(self) -> Index | None:
         """The index to query, or None while there is none yet."""
         return self._index
+
+    @contextlib.contextmanager
+    def querying(self):
+        """Wrap the answer to a query: indexing pauses before its next batch until the answer is done."""
+        with self._cond:
+            self._queries += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._queries -= 1
 
     @property
     def pending(self) -> int:
@@ -153,7 +176,12 @@ class LiveIndex:
     # --- the worker ------------------------------------------------------------------------------
 
     def _work(self) -> None:
+        # What queries use starts before the worker lowers its priority: threads inherit it.
+        with contextlib.suppress(Exception):  # a bad model is reported by the first run
+            self._load_encoder()
         self._open_existing()
+        _start_lancedb(self.root)
+        lower_thread_priority(self.settings.daemon_nice)
         while True:
             with self._cond:
                 full, paths, waiters = self._next_job()
@@ -182,7 +210,8 @@ class LiveIndex:
 
     def _run(self, full: bool, paths: list[str], waiters: list[Future[IndexReport]]) -> None:
         try:
-            encoder = self._load_encoder()
+            self._load_encoder()  # queries need it as soon as there is an index
+            encoder = self._load_index_encoder()
         except Exception as exc:  # noqa: BLE001 - a missing or bad model: nothing to retry until it changes
             self._fail(exc, waiters)
             return
@@ -249,6 +278,24 @@ class LiveIndex:
             self._encoder = Encoder(folder, device=s.device, threads=s.threads, batch_tokens=s.batch_tokens)
         return self._encoder
 
+    def _load_index_encoder(self) -> Encoder:
+        if self._index_encoder is None:
+            s = self.settings
+            threads = s.daemon_threads or max(1, (os.cpu_count() or 2) // 2)
+            encoder = Encoder(
+                resolve_model(s.model), device=s.device, threads=threads,
+                batch_tokens=min(s.batch_tokens, INDEX_BATCH_TOKENS),
+            )
+            encoder.before_batch = self._yield_to_queries
+            self._index_encoder = encoder
+        return self._index_encoder
+
+    def _yield_to_queries(self) -> None:
+        deadline = time.monotonic() + YIELD_MAX_S
+        with self._cond:
+            while self._queries and not self._stopping and time.monotonic() < deadline:
+                self._cond.wait(0.005)
+
     def _open_existing(self) -> None:
         """Serve the index an earlier run left, if any, while the first walk brings it up to date."""
         try:
@@ -265,6 +312,29 @@ class LiveIndex:
             self._index = Index.open(self.root, self.settings, live=True, encoder=self._encoder)
         else:
             current.store.meta = meta
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Add `nice` to the calling thread's niceness (Linux: per thread; elsewhere it would lower the
+    whole process, so nothing is done). Threads it starts afterwards inherit it."""
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError as exc:
+        log.info("could not lower the indexing thread's priority: %s", exc)
+
+
+def _start_lancedb(root: Path) -> None:
+    """Start LanceDB's runtime threads now, at normal priority (they start on first connect, and would
+    otherwise inherit the worker's lower priority and slow down queries)."""
+    try:
+        import lancedb
+
+        lancedb.connect(str(root))  # opens nothing: tables are opened by name
+    except Exception as exc:  # noqa: BLE001 - only a matter of speed
+        log.info("lancedb: %s", exc)
 
 
 def _watch(live: LiveIndex):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +158,7 @@ class Encoder:
             raise CodesearchError(f"model {folder.path}: cannot load model.onnx: {exc}") from None
         self.providers = self.session.get_providers()
         self.output_name = self.session.get_outputs()[0].name
+        self.before_batch: Callable[[], None] | None = None  # called before each batch: a chance to yield
 
     @property
     def dimension(self) -> int:
@@ -184,6 +186,8 @@ class Encoder:
                 end += 1
             batch = [rows[i] or [self.folder.pad_token_id] for i in order[start:end]]
             input_ids, mask = pad_batch(batch, self.folder.pad_token_id)
+            if self.before_batch is not None:
+                self.before_batch()
             vectors = self.session.run([self.output_name], {"input_ids": input_ids, "attention_mask": mask})[0]
             out[order[start:end]] = vectors
             start = end

@@ -119,7 +119,8 @@ class CodesearchServer(LanguageServer):
             detail = f": {live.last_error}" if live.last_error else " (see codesearch/status)"
             raise RequestFailed(f"no index of {live.root} yet: codesearch is building it{detail}")
         try:
-            return question(index)
+            with live.querying():
+                return question(index)
         except CodesearchError as exc:
             raise JsonRpcInvalidParams(str(exc)) from None
         except Exception as exc:  # the index changed under us (deleted, damaged): rebuild it
