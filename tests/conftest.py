@@ -41,5 +41,21 @@ def settings(tiny_model) -> Settings:
     return Settings(model=str(tiny_model), threads=1)
 
 
+@pytest.fixture
+def run(capsys, monkeypatch, tiny_model):
+    """Run the CLI in-process with the tiny model: (exit code, stdout, stderr)."""
+    from codesearch.cli import main
+
+    monkeypatch.setenv("CODESEARCH_MODEL", str(tiny_model))
+    monkeypatch.setenv("CODESEARCH_THREADS", "1")
+
+    def run(*argv):
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
 # The shared language server of the LSP tests (tests/test_lsp_*.py); see tests/lsp_fixtures.py.
 from lsp_fixtures import lsp, lsp_repo, lsp_server  # noqa: E402, F401

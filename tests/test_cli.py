@@ -11,19 +11,6 @@ from codesearch.cli import main
 
 
 @pytest.fixture
-def run(capsys, monkeypatch, tiny_model):
-    monkeypatch.setenv("CODESEARCH_MODEL", str(tiny_model))
-    monkeypatch.setenv("CODESEARCH_THREADS", "1")
-
-    def run(*argv):
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
-
-
-@pytest.fixture
 def indexed(repo, run, monkeypatch):
     code, out, err = run("index", str(repo))
     assert code == 0, err

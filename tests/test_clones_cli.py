@@ -16,19 +16,6 @@ STRICT = "0.99"
 PLANTED = 8  # exact and renamed copies: 2 per language
 
 
-@pytest.fixture
-def run(capsys, monkeypatch, tiny_model):
-    monkeypatch.setenv("CODESEARCH_MODEL", str(tiny_model))
-    monkeypatch.setenv("CODESEARCH_THREADS", "1")
-
-    def run(*argv):
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
-
-
 def git(repo: Path, *args: str) -> None:
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo), *args],
                    check=True, capture_output=True)

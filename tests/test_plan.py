@@ -31,19 +31,6 @@ def encoder(tiny_model) -> Encoder:
 
 
 @pytest.fixture
-def run(capsys, monkeypatch, tiny_model):
-    monkeypatch.setenv("CODESEARCH_MODEL", str(tiny_model))
-    monkeypatch.setenv("CODESEARCH_THREADS", "1")
-
-    def run(*argv):
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
-
-
-@pytest.fixture
 def messy_repo(repo) -> Path:
     """The sample repository plus one file of each kind the walk passes over."""
     (repo / "blob.py").write_bytes(b"\x00\x01binary")
@@ -168,7 +155,7 @@ def _in_terminal(argv: list[str], env: dict, answer: bytes | None = None, stdin_
         stdin=slave if stdin_is_terminal else subprocess.DEVNULL, stdout=slave, stderr=slave,
     )
     os.close(slave)
-    shown, answered, deadline = b"", False, time.monotonic() + 120
+    shown, answered, deadline = b"", False, time.monotonic() + 300  # eight at once on a busy machine
     while True:
         if answer is not None and not answered and b"[y/N]" in shown:
             if answer == b"^C":
