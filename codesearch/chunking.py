@@ -7,6 +7,9 @@ parent's code. Tree-Sitter works on UTF-8 bytes, so every offset is a byte offse
 `text.encode()`; lines are 1-based and count "\\n" only, so CRLF files number as editors do.
 
 Thread safety: `Parser` objects are not thread-safe, so each thread keeps its own (one per language).
+
+Pathological text (a file of quotes, random punctuation) can keep Tree-Sitter busy for tens of
+seconds; each parse has a CPU-time allowance, and a file that runs past it is skipped whole.
 """
 
 from __future__ import annotations
@@ -16,13 +19,23 @@ import inspect
 import re
 import textwrap
 import threading
+import time
 from dataclasses import dataclass
 
-from tree_sitter import Node, Parser
+from tree_sitter import Node, Parser, Point, Tree
 
+from codesearch.files import SkipFile
 from codesearch.languages import LANGUAGES, SPECS, LanguageSpec, grammar, language_for_path
 
 __all__ = ["LANGUAGES", "Chunk", "ChunkResult", "chunk_text", "code_without_docstring", "language_for_path"]
+
+# The CPU time a parse may take: PARSE_SECONDS plus PARSE_SECONDS_PER_MB for each megabyte of source.
+# Real code parses at 0.3-0.5 s/MB, the slowest real file measured (a C header) at 4.3 s/MB; garbage
+# runs at 3-22 s/MB (a 1 MB file of quotes: 22 s). CPU time of the parsing thread, not wall time,
+# so that a busy machine (the daemon runs niced) does not time out ordinary files.
+PARSE_SECONDS = 2.0
+PARSE_SECONDS_PER_MB = 10.0
+_READ_BYTES = 4096  # the parser reads the source in slices this size; the allowance is checked per slice
 
 
 @dataclass(frozen=True)
@@ -76,13 +89,14 @@ def _parser(language: str) -> Parser:
 def chunk_text(text: str, language: str, path: str = "") -> ChunkResult:
     """Split `text`, source in `language`, into chunks.
 
-    Never raises on any text; raises ValueError for a language name not in LANGUAGES.
+    Raises SkipFile("parse timeout") when parsing runs past its allowance (pathological text),
+    ValueError for a language name not in LANGUAGES, and nothing else on any text.
     """
     if language not in SPECS:
         raise ValueError(f"unknown language {language!r}; expected one of {', '.join(LANGUAGES)}")
     spec = SPECS[language]
     source = text.encode("utf-8", "surrogatepass")
-    root = _parser(language).parse(source).root_node
+    root = _parse(_parser(language), source, path).root_node
     definitions, comments = _walk(root, spec, source)
     chunks = []
     for definition in definitions:
@@ -91,6 +105,29 @@ def chunk_text(text: str, language: str, path: str = "") -> ChunkResult:
             chunks.append(chunk)
     chunks.sort(key=lambda c: (c.start_line, -c.end_line))
     return ChunkResult(chunks=chunks, had_errors=root.has_error)
+
+
+def _parse(parser: Parser, source: bytes, path: str) -> Tree:
+    """Parse `source`, or raise SkipFile("parse timeout") once it has used up its CPU-time allowance.
+
+    py-tree-sitter has no timeout any more, but it can read the source through a callback, and an
+    empty slice ends the input: the callback checks the clock, and a cut parse is never used.
+    """
+    allowance = PARSE_SECONDS + PARSE_SECONDS_PER_MB * len(source) / 1e6
+    deadline = time.thread_time() + allowance
+    cut = False
+
+    def read(offset: int, _point: Point) -> bytes:
+        nonlocal cut
+        if offset < len(source) and time.thread_time() > deadline:
+            cut = True
+            return b""
+        return source[offset : offset + _READ_BYTES]
+
+    tree = parser.parse(read)
+    if cut:
+        raise SkipFile("parse timeout", path)
+    return tree
 
 
 def code_without_docstring(chunk: Chunk) -> str:

@@ -12,6 +12,8 @@ import json
 import os
 import sys
 import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +28,7 @@ from rich.table import Table
 from codesearch import __version__
 from codesearch.config import Settings, load_settings
 from codesearch.errors import CodesearchError
+from codesearch.secrets import SECRET
 
 if TYPE_CHECKING:
     from codesearch.plan import IndexPlan
@@ -53,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--tracked-only", action="store_true", default=None,
                        help="inside a git repository, index only the files git tracks")
     index.add_argument("-y", "--yes", action="store_true", help="never ask before a big first index")
+    index.add_argument("--show-skipped", action="store_true",
+                       help="after the summary, list every skipped path with its reason (secrets first)")
     common(index)
 
     def query_options(p: argparse.ArgumentParser) -> None:
@@ -123,7 +128,7 @@ def _settings(root: Path, args: argparse.Namespace) -> Settings:
 
 def cmd_index(args: argparse.Namespace, out: Console, err: Console) -> int:
     from codesearch.indexer import build_index
-    from codesearch.plan import load_encoder, measure_speed, plan_index
+    from codesearch.plan import load_encoder, measure_speed, plan_index, skipped_row
 
     root = Path(args.path)
     if not root.is_dir():
@@ -137,6 +142,8 @@ def cmd_index(args: argparse.Namespace, out: Console, err: Console) -> int:
             print(json.dumps(plan.to_json()))
         else:
             _print_plan(plan, out)
+            if args.show_skipped:
+                _print_skipped(plan.skipped_paths, plan.secret_rules, out)
         return EXIT_FOUND
     encoder = None
     if _may_ask(args, settings, root, err):
@@ -167,21 +174,45 @@ def cmd_index(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.json:
         data = asdict(report)
         data["skipped"] = dict(report.skipped)
-        data["skipped_paths"] = [{"path": p, "reason": r} for p, r in report.skipped_paths]
+        rules = data.pop("secret_rules")
+        data["skipped_paths"] = [skipped_row(p, r, rules) for p, r in report.skipped_paths]
         data["embedded_per_s"] = round(report.embedded_per_s, 1)
         print(json.dumps(data))
         return EXIT_FOUND
-    skipped = ", ".join(f"{n} {reason}" for reason, n in report.skipped.most_common()) or "none"
     out.print(
         f"indexed {report.files} files, {report.chunks} functions in {report.seconds:.1f}s "
         f"({report.files_changed} files changed, {report.files_deleted} deleted; "
         f"{report.chunks_embedded} functions embedded at {report.embedded_per_s:.0f}/s, {report.chunks_reused} reused)",
         highlight=False,
     )
-    out.print(f"skipped: {skipped}", highlight=False)
+    out.print(f"skipped: {_skip_counts(report.skipped)}", highlight=False)
     if report.syntax_errors:
         out.print(f"{report.syntax_errors} files had syntax errors (their clean functions are indexed)", highlight=False)
+    if args.show_skipped:
+        _print_skipped(report.skipped_paths, report.secret_rules, out)
     return EXIT_FOUND
+
+
+def _by_reason(counts: Counter) -> list[tuple[str, int]]:
+    """Skip reasons with their counts, secrets first, then the most common."""
+    return sorted(counts.most_common(), key=lambda item: item[0] != SECRET)
+
+
+def _skip_counts(counts: Counter) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in _by_reason(counts)) or "none"
+
+
+def _print_skipped(paths: Iterable[tuple[str, str]], secret_rules: dict[str, str], out: Console) -> None:
+    """Every skipped path under its reason, secrets first; a secret shows the rule that found it,
+    never the text it matched."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for path, reason in paths:
+        groups[reason].append(path)
+    for reason, n in _by_reason(Counter({reason: len(group) for reason, group in groups.items()})):
+        out.print(f"{reason} ({n}):", markup=False, highlight=False)
+        for path in groups[reason]:
+            rule = f"  ({secret_rules[path]})" if path in secret_rules else ""
+            out.print(f"  {path}{rule}", markup=False, highlight=False)
 
 
 def _planning(err: Console):
@@ -225,8 +256,7 @@ def _print_plan(plan: IndexPlan, console: Console) -> None:
     for name, lang in plan.languages.items():
         table.add_row(name, f"{lang.files:,}", decimal(lang.bytes), f"{lang.functions:,}")
     console.print(table)
-    skipped = ", ".join(f"{n} {reason}" for reason, n in plan.skipped.most_common()) or "none"
-    console.print(f"skipped: {skipped}", markup=False)
+    console.print(f"skipped: {_skip_counts(plan.skipped)}", markup=False)
     if plan.largest_dirs:
         console.print("largest directories:")
         dirs = Table.grid(padding=(0, 2))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from codesearch.errors import CodesearchError
+from codesearch.secrets import compile_allow, compile_patterns
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class Settings:
     confirm_above: int = 20000  # a first index of more estimated functions asks first in a terminal (0: never)
     daemon_threads: int = 0  # CPU threads the daemon indexes with; 0 means half the cores
     daemon_nice: int = 10  # how much lower the daemon's indexing thread runs (OS niceness added)
+    skip_secrets: bool = True  # leave out .env files, keys, and code holding tokens or passwords (secrets.py)
+    secret_patterns: tuple[str, ...] = ()  # extra regular expressions that mark a file's content as a secret
+    secret_allow: tuple[str, ...] = ()  # gitignore-style paths never judged secret (test fixtures with fake keys)
 
     def index_path(self, root: Path) -> Path:
         return (root / self.index_dir).resolve() if not Path(self.index_dir).is_absolute() else Path(self.index_dir)
@@ -54,6 +58,10 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise CodesearchError(f"{source}: '{name}' must be a list of strings")
+        if name == "secret_patterns":
+            compile_patterns(value, f"{source}: '{name}'")  # checked once, here
+        elif name == "secret_allow":
+            compile_allow(value, f"{source}: '{name}'")
         return tuple(value)
     if isinstance(default, int):
         try:

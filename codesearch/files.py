@@ -6,7 +6,8 @@ every level (also those above the root, up to the top of the work tree), negatio
 rules, with ignored directories pruned as git prunes them and nested repositories left out. Then
 .codesearchignore files (same syntax) and the user's extra patterns; no other ignore file is read.
 With `tracked_only`, the candidates are exactly `git ls-files`. Defaults then drop vendored, build,
-generated, minified, lock and data files. The walk never leaves the root, and counts every
+generated, minified, lock and data files, and files that hold secrets by name (see secrets.py;
+read_source refuses a file whose content holds one). The walk never leaves the root, and counts every
 candidate it drops by reason so that nothing disappears silently.
 """
 
@@ -29,6 +30,7 @@ from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
 
 from codesearch.errors import CodesearchError
 from codesearch.languages import language_for_path
+from codesearch.secrets import BUILTIN, SECRET, SecretRules
 
 # What the walk passes over without being told, in one place. Each can be brought back with a `!` rule.
 SKIP_DIRS = frozenset({
@@ -74,19 +76,24 @@ class WalkResult:
     files: list[SourceFile] = field(default_factory=list)
     skipped: collections.Counter[str] = field(default_factory=collections.Counter)
     skipped_paths: list[tuple[str, str]] = field(default_factory=list)
+    secret_rules: dict[str, str] = field(default_factory=dict)  # path -> the rule that found a secret in it
 
-    def skip(self, path: str, reason: str) -> None:
+    def skip(self, path: str, reason: str, rule: str = "") -> None:
         self.skipped[reason] += 1
         self.skipped_paths.append((path, reason))
+        if rule:
+            self.secret_rules[path] = rule
 
 
 class SkipFile(Exception):
-    """A file that cannot be indexed; `reason` is the short string that gets counted."""
+    """A file that cannot be indexed; `reason` is the short string that gets counted, `rule` the
+    secret rule that matched when the reason is "secret" (its name, never the matched text)."""
 
-    def __init__(self, reason: str, path: str | os.PathLike[str] = "") -> None:
+    def __init__(self, reason: str, path: str | os.PathLike[str] = "", rule: str = "") -> None:
         super().__init__(f"{os.fspath(path)}: {reason}" if path else reason)
         self.reason = reason
         self.path = os.fspath(path)
+        self.rule = rule
 
 
 # pathspec marks directory matches with a named group; joined into one expression, the names would clash.
@@ -167,13 +174,15 @@ def walk(
     max_file_bytes: int = 1_000_000,
     index_dir: str = ".codesearch",
     tracked_only: bool = False,
+    secrets: SecretRules | None = BUILTIN,
 ) -> WalkResult:
     """List the source files under `root` that should be indexed, sorted by path.
 
     Precedence, lowest first: .git/info/exclude, .gitignore files from the root down, .codesearchignore
     files from the root down, then `extra_ignores` (relative to root); the last matching line decides.
+    Files that hold secrets by name are counted as "secret" under `secrets` (None: not looked for).
     """
-    walker, git, extra = _start(root, extra_ignores, languages, max_file_bytes, index_dir, tracked_only)
+    walker, git, extra = _start(root, extra_ignores, languages, max_file_bytes, index_dir, tracked_only, secrets)
     walker.run(git, extra)
     walker.result.files.sort(key=lambda f: f.path)
     walker.result.skipped_paths.sort()
@@ -192,6 +201,7 @@ def scope_of(
     max_file_bytes: int = 1_000_000,
     index_dir: str = ".codesearch",
     tracked_only: bool = False,
+    secrets: SecretRules | None = BUILTIN,
 ) -> SourceFile | str:
     """Judge one repo-relative file as `walk` with the same options would: its SourceFile if the walk
     would index it, else the reason it would not (a skip reason such as "ignored", or NOT_CODE).
@@ -201,7 +211,7 @@ def scope_of(
     parts = PurePosixPath(path).parts
     if not parts or parts[0] == "/" or ".." in parts:
         return "outside root"
-    walker, git, extra = _start(root, extra_ignores, languages, max_file_bytes, index_dir, tracked_only)
+    walker, git, extra = _start(root, extra_ignores, languages, max_file_bytes, index_dir, tracked_only, secrets)
     abs_dir, prefix, ours = walker.root, "", ()
     for depth, name in enumerate(parts):
         listing = walker.list_dir(abs_dir, prefix)
@@ -234,6 +244,7 @@ def _start(
     max_file_bytes: int,
     index_dir: str,
     tracked_only: bool = False,
+    secrets: SecretRules | None = BUILTIN,
 ) -> tuple[_Walker, Layer, Layer]:
     """A walker for `root` and the ignore layers that apply everywhere: git's (global excludes,
     info/exclude, .gitignore files above the root), lowest precedence first, and the user's."""
@@ -245,6 +256,7 @@ def _start(
         languages=None if languages is None else frozenset(languages),
         max_file_bytes=max_file_bytes,
         index_dir=index_dir.strip("/"),
+        secrets=secrets,
     )
     repo = GitRepo.find(walker.root)
     walker.in_git = repo is not None
@@ -361,6 +373,7 @@ class _Walker:
     languages: frozenset[str] | None
     max_file_bytes: int
     index_dir: str
+    secrets: SecretRules | None = BUILTIN
     result: WalkResult = field(default_factory=WalkResult)
     seen_dirs: set[tuple[int, int]] = field(default_factory=set)
     in_git: bool = False  # inside a git work tree: nested repositories are left out, as git does
@@ -420,6 +433,10 @@ class _Walker:
             if is_dir or self._wanted_language(rel):
                 self.result.skip(rel + "/" if is_dir else rel, "untracked")
             return False
+        if not verdict and not _is_utf8(entry.name):  # the store and --json need UTF-8 paths
+            if is_dir or self._wanted_language(rel):
+                self.result.skip(_escaped(rel) + ("/" if is_dir else ""), "name not utf-8")
+            return False
         if is_dir:
             return self._enter(entry, rel, verdict)
         if verdict:
@@ -467,7 +484,11 @@ class _Walker:
         return language
 
     def _consider_file(self, entry: os.DirEntry[str], rel: str) -> None:
-        """Keep a file or count why not; a file of no wanted language is not code and is not counted."""
+        """Keep a file or count why not; a file of no wanted language is not code and is not counted,
+        unless it holds secrets by its name (.env, id_rsa, ...): the user is told that it was kept out."""
+        if self.secrets is not None and (rule := self.secrets.name_rule(rel)):
+            self.result.skip(rel, SECRET, rule)
+            return
         if entry.name in LOCK_FILES:
             self.result.skip(rel, "lock file")
             return
@@ -531,6 +552,20 @@ class _Walker:
         return ""
 
 
+def _is_utf8(name: str) -> bool:
+    """Whether a name read from the file system was valid UTF-8 (Python decodes other bytes to lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escaped(path: str) -> str:
+    """A path with the bytes that are not UTF-8 written as escapes, "caf\\xe9.py", so that it can be printed."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _stat(entry: os.DirEntry[str]) -> tuple[os.stat_result | None, str]:
     try:
         return entry.stat(follow_symlinks=False), ""
@@ -550,15 +585,21 @@ def looks_generated(head: bytes) -> bool:
     return any(_DO_NOT_EDIT in line for line in top_lines)
 
 
-def read_source(file: SourceFile | Path, max_file_bytes: int = 1_000_000) -> tuple[str, str]:
+def read_source(
+    file: SourceFile | Path, max_file_bytes: int = 1_000_000, secrets: SecretRules | None = BUILTIN
+) -> tuple[str, str]:
     """The text of a source file and the sha256 of its raw bytes; raises SkipFile when it cannot be indexed.
 
+    A file whose bytes hold a secret under `secrets` (None: not looked for) is refused as "secret".
     The bytes are decoded strictly as UTF-8 with a leading BOM dropped; line endings are left alone so
     that offsets match the file on disk.
     """
     path = file.abs_path if isinstance(file, SourceFile) else Path(file)
     try:
-        with open(path, "rb") as f:
+        # Non-blocking, so that a FIFO put where the walk saw a file cannot hang the open (or the read).
+        with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise SkipFile("not a regular file", path)
             data = f.read(max_file_bytes + 1)
     except FileNotFoundError:
         raise SkipFile("vanished", path) from None
@@ -568,11 +609,32 @@ def read_source(file: SourceFile | Path, max_file_bytes: int = 1_000_000) -> tup
         raise SkipFile("too large", path)
     if b"\0" in data[:BINARY_HEAD]:
         raise SkipFile("binary", path)
+    rel = file.path if isinstance(file, SourceFile) else ""
+    if secrets is not None and (rule := secrets.content_rule(data, rel)):
+        raise SkipFile(SECRET, path, rule)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise SkipFile("not utf-8", path) from None
     return text, hashlib.sha256(data).hexdigest()
+
+
+def screen_secrets(result: WalkResult, secrets: SecretRules | None, max_file_bytes: int = 1_000_000) -> None:
+    """Move the files whose content holds a secret from `result.files` to its skips, as reading them
+    would (the indexer finds them when it reads each file; a dry run reads them all here)."""
+    if secrets is None:
+        return
+    kept = []
+    for file in result.files:
+        try:
+            read_source(file, max_file_bytes, secrets)
+        except SkipFile as skip:
+            if skip.reason == SECRET:
+                result.skip(file.path, SECRET, skip.rule)
+                continue
+        kept.append(file)
+    result.files = kept
+    result.skipped_paths.sort()
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:

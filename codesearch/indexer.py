@@ -10,7 +10,6 @@ run finishes the work. `update_files` does the same for a few named files (the d
 from __future__ import annotations
 
 import fcntl
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -26,11 +25,15 @@ from codesearch.errors import CodesearchError
 from codesearch.files import NOT_CODE, SkipFile, SourceFile, read_source, scope_of, walk
 from codesearch.lexical import lexical_text
 from codesearch.model import Encoder, ModelFolder, resolve_model
-from codesearch.store import SCHEMA_VERSION, FileState, IndexMeta, Store, row_id
+from codesearch.secrets import fingerprint, rules_for
+from codesearch.store import (
+    SCHEMA_VERSION, DamagedIndex, FileState, IndexMeta, Store, claim_index_dir, replace_meta, row_id,
+)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 _BATCH_CHUNKS = 1024  # chunks embedded and committed together
+SECRET_RULES_FILE = "secret-rules"  # in the index folder: the secret rules its files were last all read under
 
 
 @dataclass
@@ -49,6 +52,7 @@ class IndexReport:
     syntax_errors: int = 0  # files indexed partially because Tree-Sitter found errors
     skipped: Counter = field(default_factory=Counter)
     skipped_paths: list[tuple[str, str]] = field(default_factory=list)
+    secret_rules: dict[str, str] = field(default_factory=dict)  # path -> the rule that found a secret in it
     rebuilt: str = ""  # why the index was rebuilt from scratch, if it was
     seconds: float = 0.0
 
@@ -79,7 +83,7 @@ class WriterBusy(CodesearchError):
 @contextmanager
 def writer_lock(index_path: Path):
     """One writer per index: a second `codesearch index` (or daemon) fails fast instead of interleaving."""
-    index_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    claim_index_dir(index_path)
     with open(index_path / "write.lock", "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -117,15 +121,12 @@ def chunk_rows(chunk: Chunk, vectors: np.ndarray) -> list[dict]:
 def _open_store(
     index_path: Path, folder: ModelFolder, settings: Settings, rebuild: bool, report: IndexReport
 ) -> tuple[Store, bool]:
-    """The store to write, and whether it starts empty (new, rebuilt, or made for another model)."""
-    if rebuild and index_path.exists():
-        # Only our own files inside the index directory are removed.
-        shutil.rmtree(index_path / "db", ignore_errors=True)
-        (index_path / "meta.json").unlink(missing_ok=True)
-        report.rebuilt = "--rebuild asked for"
-    elif not (index_path / "meta.json").exists():
-        shutil.rmtree(index_path / "db", ignore_errors=True)  # tables without meta.json: a half-deleted index
-    store = Store.open(index_path, create=True)
+    """The store to write, and whether it starts empty (new, rebuilt, or made for another model).
+
+    An existing index that can be updated is updated in place. Anything else is built in a new
+    generation (or an interrupted build of the same kind is resumed) while the old index, if there
+    is one, keeps answering queries until `Store.finish` switches to the new one.
+    """
     wanted = IndexMeta(
         schema=SCHEMA_VERSION,
         model_id=folder.model_id,
@@ -134,19 +135,29 @@ def _open_store(
         window_overlap=settings.window_overlap,
         created_at=time.time(),
     )
-    old = store.meta
-    if old is None:
-        store.reset(wanted)
-        return store, True
-    if not wanted.same_vectors(old):
-        if old.model_id != wanted.model_id:
-            report.rebuilt = f"model changed from {old.model_id} to {wanted.model_id}: rebuilding the index"
-        else:
-            report.rebuilt = "index format or windowing changed: rebuilding the index"
-        store.reset(wanted)
-        return store, True
-    store.write_meta(IndexMeta(**{**old.__dict__, "complete": False}))
-    return store, False
+    try:
+        store = Store.open(index_path, create=True)
+        old = store.meta
+        if old is not None and not rebuild:
+            store.file_states()  # a damaged index fails here, with its message, rather than mid-run
+    except DamagedIndex:
+        if not rebuild:
+            raise
+        old, store = None, Store(index_path, None, None)
+    if old is not None and not rebuild and wanted.same_vectors(old):
+        store.write_meta(replace_meta(old, complete=False))
+        return store, False
+    if rebuild:
+        report.rebuilt = "--rebuild asked for"
+    elif old is not None and old.model_id != wanted.model_id:
+        report.rebuilt = f"model changed from {old.model_id} to {wanted.model_id}: rebuilding the index"
+    elif old is not None:
+        report.rebuilt = "index format or windowing changed: rebuilding the index"
+    if old is None and not (index_path / "meta.json").exists():
+        store.reset(wanted)  # nothing to keep serving: the new index is visible as it fills
+    else:
+        store.begin(wanted)
+    return store, True
 
 
 @dataclass
@@ -183,9 +194,16 @@ class _Run:
         self.report.files = len(walked.files)
         self.report.skipped.update(walked.skipped)
         self.report.skipped_paths.extend(walked.skipped_paths)
+        self.report.secret_rules.update(walked.secret_rules)
         states = store.file_states()
         in_scope = {f.path for f in walked.files}
-        self.write(store, walked.files, [p for p in states if p not in in_scope], states)
+        # Under new secret rules (or a first run of this version) every file is read again, so that
+        # one indexed before a rule found its secret loses its rows; unchanged ones are not re-embedded.
+        marker, rules = Path(self.report.index_path) / SECRET_RULES_FILE, fingerprint(self.settings)
+        reread = _read_marker(marker) != rules
+        self.write(store, walked.files, [p for p in states if p not in in_scope], states, reread)
+        if reread:
+            _write_marker(marker, rules)
 
     def sync_paths(self, store: Store, paths: Iterable[str]) -> None:
         """Bring just `paths` up to date; a path that is gone or out of scope loses its rows (a gone
@@ -204,11 +222,15 @@ class _Run:
         self.report.files = len(files)
         self.write(store, files, sorted(set(gone)), states)
 
-    def write(self, store: Store, files: list[SourceFile], gone: list[str], states: dict[str, FileState]) -> None:
-        """Re-read the files whose size or mtime changed, embed what is new, commit, drop `gone`."""
+    def write(
+        self, store: Store, files: list[SourceFile], gone: list[str], states: dict[str, FileState], reread: bool = False
+    ) -> None:
+        """Re-read the files whose size or mtime changed (all of them with `reread`), embed what is new,
+        commit, drop `gone`."""
         deleted = sorted(gone)
         candidates = [
-            f for f in files if (s := states.get(f.path)) is None or (s.size, s.mtime_ns) != (f.size, f.mtime_ns)
+            f for f in files
+            if reread or (s := states.get(f.path)) is None or (s.size, s.mtime_ns) != (f.size, f.mtime_ns)
         ]
         pending, touched = _read_candidates(candidates, states, self.settings, self.report, deleted, self.tick)
         if touched:  # same bytes, new mtime: record the new stat so the next run skips them
@@ -226,6 +248,20 @@ class _Run:
         self.report.chunks = store.counts()["chunks"]
 
 
+def _read_marker(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _write_marker(path: Path, text: str) -> None:
+    """Write a small file atomically: a crash leaves the old one or none, and the next run reads all again."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text + "\n", encoding="utf-8")
+    temporary.replace(path)
+
+
 def walk_options(settings: Settings) -> dict:
     """The keyword arguments of `files.walk` (and `files.scope_of`) that `settings` ask for."""
     return {
@@ -234,6 +270,7 @@ def walk_options(settings: Settings) -> dict:
         "max_file_bytes": settings.max_file_bytes,
         "index_dir": settings.index_dir,
         "tracked_only": settings.tracked_only,
+        "secrets": rules_for(settings),
     }
 
 
@@ -304,19 +341,21 @@ def _read_candidates(
     for done, file in enumerate(candidates, start=1):
         tick("reading", done, len(candidates))
         try:
-            text, sha = read_source(file, settings.max_file_bytes)
-        except SkipFile as skip:
+            text, sha = read_source(file, settings.max_file_bytes, rules_for(settings))
+            old = states.get(file.path)
+            result = None if old is not None and old.sha256 == sha else chunk_text(text, file.language, file.path)
+        except SkipFile as skip:  # unreadable, binary, ... or a parse that ran out of time
             report.skipped[skip.reason] += 1
             report.skipped_paths.append((file.path, skip.reason))
+            if skip.rule:
+                report.secret_rules[file.path] = skip.rule
             if file.path in states:
                 deleted.append(file.path)  # was indexed, now unreadable or binary: drop its rows
             continue
         report.files_read += 1
-        old = states.get(file.path)
-        if old is not None and old.sha256 == sha:
-            touched.append(FileState(file.path, file.size, file.mtime_ns, sha, file.language, old.chunks))
+        if result is None:  # the bytes are the indexed ones: only the stat changed
+            touched.append(FileState(file.path, file.size, file.mtime_ns, sha, file.language, states[file.path].chunks))
             continue
-        result = chunk_text(text, file.language, file.path)
         if result.had_errors:
             report.syntax_errors += 1
         pending.append(_Pending(file, sha, result.chunks))

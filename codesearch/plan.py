@@ -1,6 +1,7 @@
 """What `codesearch index` would do, worked out before any indexing: files, functions, and how long.
 
-The walk is the indexer's own. Functions are counted by chunking a seeded sample of the files with
+The walk is the indexer's own, and every file is read to leave out those holding a secret, as the
+indexer would when it reads them. Functions are counted by chunking a seeded sample of the files with
 the real chunker and scaling each language's functions-per-byte to its total bytes (exact when
 every file is sampled). The time comes from embedding some of the sampled functions with the real
 model and measuring the speed; with no model the time is left unknown, and the plan says why.
@@ -19,7 +20,7 @@ from pathlib import Path
 from codesearch.chunking import chunk_text
 from codesearch.config import Settings
 from codesearch.errors import CodesearchError
-from codesearch.files import SkipFile, SourceFile, read_source, walk
+from codesearch.files import SkipFile, SourceFile, read_source, screen_secrets, walk
 from codesearch.indexer import check_languages, walk_options
 from codesearch.model import Encoder, resolve_model
 
@@ -74,6 +75,7 @@ class IndexPlan:
     largest_dirs: tuple[DirectoryPlan, ...]
     estimate: Estimate
     sample: _Sample = field(repr=False, compare=False)
+    secret_rules: dict[str, str] = field(default_factory=dict)  # path -> the rule that found a secret in it
 
     @property
     def sampled_files(self) -> int:
@@ -90,7 +92,7 @@ class IndexPlan:
             "root": self.root,
             "index_exists": self.index_exists,
             "files": [{"path": f.path, "language": f.language, "bytes": f.size} for f in self.files],
-            "skipped": [{"path": p, "reason": r} for p, r in self.skipped_paths],
+            "skipped": [skipped_row(p, r, self.secret_rules) for p, r in self.skipped_paths],
             "skipped_counts": dict(self.skipped.most_common()),
             "languages": {name: dataclasses.asdict(lang) for name, lang in self.languages.items()},
             "largest_dirs": [dataclasses.asdict(d) for d in self.largest_dirs],
@@ -103,6 +105,12 @@ class IndexPlan:
         }
 
 
+def skipped_row(path: str, reason: str, secret_rules: dict[str, str]) -> dict:
+    """One skipped path as `--json` prints it; a secret carries the name of the rule that found it."""
+    rule = secret_rules.get(path)
+    return {"path": path, "reason": reason, "rule": rule} if rule else {"path": path, "reason": reason}
+
+
 def plan_index(
     root: Path, settings: Settings, *, encoder: Encoder | None = None, sample_files: int = 200, measure: bool = True
 ) -> IndexPlan:
@@ -112,7 +120,9 @@ def plan_index(
     if not root.is_dir():
         raise CodesearchError(f"not a directory: {root}")
     check_languages(settings)
-    walked = walk(root, **walk_options(settings))
+    options = walk_options(settings)
+    walked = walk(root, **options)
+    screen_secrets(walked, options["secrets"], settings.max_file_bytes)
     by_language: dict[str, list[SourceFile]] = defaultdict(list)
     for file in walked.files:
         by_language[file.language].append(file)
@@ -133,6 +143,7 @@ def plan_index(
         largest_dirs=_largest_dirs(walked.files),
         estimate=Estimate(total, None, None, "", "speed not measured"),
         sample=sample,
+        secret_rules=dict(walked.secret_rules),
     )
     return measure_speed(plan, settings, encoder) if measure else plan
 
@@ -200,10 +211,10 @@ def _chunk_sample(
         sampled_files[file.language] += 1
         sampled_bytes[file.language] += file.size
         try:
-            text, _ = read_source(file, settings.max_file_bytes)
-        except SkipFile:
+            text, _ = read_source(file, settings.max_file_bytes, secrets=None)  # screened in plan_index
+            chunks = chunk_text(text, file.language, file.path).chunks
+        except SkipFile:  # unreadable, binary, ... or a parse that ran out of time
             continue  # the indexer would skip it too: no functions
-        chunks = chunk_text(text, file.language, file.path).chunks
         found[file.language] += len(chunks)
         codes.extend((c.code, c.kind == "class") for c in chunks)
     seconds = time.perf_counter() - started

@@ -2,21 +2,31 @@
 
 Layout of an index directory (`.codesearch/` by default, created user-only):
 
-    meta.json        schema version, the model and windowing the vectors were made with
-    db/chunks.lance  one row per embedded window of a chunk (a long function has several rows)
-    db/files.lance   one row per indexed file: size, mtime, sha256, so re-runs skip unchanged files
+    CACHEDIR.TAG     marks the folder as ours (backup tools skip it; we refuse to write in a folder without it)
+    meta.json        schema version, the model and windowing the vectors were made with, and which
+                     generation folder holds the tables
+    db-<id>/         a generation: chunks.lance (one row per embedded window of a chunk) and
+                     files.lance (one row per indexed file: size, mtime, sha256, so re-runs skip unchanged files)
+    write.lock       held by the one writer
 
 Every write is one LanceDB commit, so a reader (or a crash) sees the old rows or the new ones,
 never half of a file. Chunks are written before their file rows: a crash in between makes the next
-run re-read those files, and the replace is idempotent.
+run re-read those files, and the replace is idempotent. A rebuild (new model, --rebuild, damage)
+fills a new generation while meta.json still names the old one, and switches with one atomic
+rename of meta.json when it is done: the previous index answers queries until then, and an
+interrupted rebuild is resumed by the next run. A replaced generation is deleted a minute later,
+when no reader that opened it can still be reading.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import shutil
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -27,10 +37,22 @@ import pyarrow as pa
 
 from codesearch.errors import CodesearchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: tables in a generation folder named by meta.json (1: always db/)
 CHUNKS = "chunks"
 FILES = "files"
+MARKER = "CACHEDIR.TAG"
+_MARKER_TEXT = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This folder is a codesearch index (https://bford.info/cachedir/): it can be rebuilt.\n"
+)
+_PENDING = "pending.json"  # in a generation that is being built and not yet named by meta.json
+_RETIRED = "retired"  # in a generation meta.json no longer names; its mtime is when
+_RETIRE_AFTER_S = 60.0  # a reader that opened a generation gets this long before it is deleted
 _IN_BATCH = 500  # values per SQL IN (...) list
+
+
+class DamagedIndex(CodesearchError):
+    """The index's files cannot be read as an index: the way out is `codesearch index --rebuild`."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +65,7 @@ class IndexMeta:
     created_at: float
     updated_at: float = 0.0
     complete: bool = False  # False while a build or update is under way (or was interrupted)
+    tables: str = "db"  # the generation folder holding the tables
 
     def same_vectors(self, other: "IndexMeta") -> bool:
         """Whether vectors made under `other` can be reused under self."""
@@ -128,61 +151,156 @@ FILE_SCHEMA = pa.schema(
 )
 
 
-class Store:
-    """The LanceDB tables of one index directory."""
+def _guarded(method):
+    """Turn LanceDB's and Arrow's errors on damaged files into one clear DamagedIndex."""
 
-    def __init__(self, path: Path, db, meta: IndexMeta | None) -> None:
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except CodesearchError:
+            raise
+        except Exception as exc:  # lancedb raises untyped errors (OSError, RuntimeError, ValueError...)
+            raise self.damaged(exc) from None
+
+    return wrapper
+
+
+def is_index_dir(path: Path) -> bool:
+    """Whether `path` is a folder codesearch made (its marker, or the meta.json of an older index)."""
+    marker = path / MARKER
+    try:
+        if marker.is_file() and "codesearch" in marker.read_text(encoding="utf-8", errors="replace"):
+            return True
+    except OSError:
+        pass
+    return (path / "meta.json").is_file()
+
+
+def claim_index_dir(path: Path) -> None:
+    """Create the index folder user-only, or check that an existing one is ours: codesearch never
+    writes in, or deletes from, a folder it did not make (an `index_dir` pointing at user files)."""
+    if path.exists():
+        if not path.is_dir():
+            raise CodesearchError(f"index location {path} is a file, not a folder")
+        if not is_index_dir(path):
+            if any(path.iterdir()):
+                raise CodesearchError(
+                    f"{path} is not a codesearch index and is not empty: refusing to write there "
+                    "(choose another index_dir)"
+                )
+        else:
+            if (path / MARKER).is_file():
+                return
+    else:
+        path.mkdir(parents=True, mode=0o700)
+    os.chmod(path, 0o700)
+    tmp = path / (MARKER + ".tmp")
+    tmp.write_text(_MARKER_TEXT, encoding="utf-8")
+    os.replace(tmp, path / MARKER)
+
+
+def generations(path: Path) -> list[Path]:
+    """The generation folders in an index folder (`db` is an older index's single one)."""
+    try:
+        return sorted(p for p in path.iterdir() if p.is_dir() and (p.name == "db" or p.name.startswith("db-")))
+    except OSError:
+        return []
+
+
+class Store:
+    """The LanceDB tables of one generation of an index directory."""
+
+    def __init__(self, path: Path, db, meta: IndexMeta | None, tables: str = "db") -> None:
         self.path = path
         self.db = db
         self.meta = meta
+        self.tables = tables  # the generation folder this store reads and writes
         self._tables: dict[str, object] = {}
         self._vectors: tuple[int, list[str], np.ndarray] | None = None  # (table version, row ids, matrix)
 
     @classmethod
     def open(cls, path: Path, *, create: bool = False, live: bool = False) -> "Store":
-        """Open the index at `path`; with `create`, make the directory (mode 0700) if missing.
+        """Open the index at `path` (the generation its meta.json names); with `create`, claim the
+        directory (mode 0700) if missing, for a writer that will `reset` or `begin` it.
 
         `live` readers see every commit of a concurrent writer (the daemon, another CLI).
         """
-        import lancedb
-
-        if not path.is_dir():
-            if not create:
-                raise CodesearchError(f"no index at {path}: run `codesearch index` first")
-            path.mkdir(parents=True, mode=0o700)
-            os.chmod(path, 0o700)
-        meta = read_meta(path)
-        if meta is None and not create and not (path / "meta.json").exists():
+        if create:
+            claim_index_dir(path)
+        elif not path.is_dir():
             raise CodesearchError(f"no index at {path}: run `codesearch index` first")
-        try:
-            db = lancedb.connect(
-                str(path / "db"), read_consistency_interval=timedelta(0) if live else None
-            )
-        except Exception as exc:  # lancedb raises untyped errors on a damaged directory
-            raise CodesearchError(f"index at {path} is unreadable ({exc}): run `codesearch index --rebuild`")
-        return cls(path, db, meta)
+        meta = read_meta(path)
+        if meta is None and not create:
+            raise CodesearchError(f"no index at {path}: run `codesearch index` first")
+        tables = meta.tables if meta is not None else "db"
+        if meta is not None and not (path / tables).is_dir() and not create:
+            raise DamagedIndex(f"index at {path} is damaged (its tables folder {tables} is missing): "
+                               "run `codesearch index --rebuild`")
+        return cls(path, _connect(path, tables, live) if meta is not None else None, meta, tables)
+
+    def damaged(self, exc: BaseException) -> DamagedIndex:
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return DamagedIndex(f"index at {self.path} is damaged ({detail}): run `codesearch index --rebuild`")
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     def reset(self, meta: IndexMeta) -> None:
-        """Drop every table and start an empty index for `meta` (a new model, or --rebuild)."""
+        """Start an empty index for `meta` in a new generation and name it in meta.json right away
+        (a first build: there is no older index to keep serving)."""
+        self.begin(meta, resume=False)
+        self.write_meta(self.meta)
+
+    def begin(self, meta: IndexMeta, *, resume: bool = True) -> bool:
+        """Switch this store to a generation for `meta` that meta.json does not name yet: an
+        interrupted one made for the same vectors (when `resume`), else a new empty one.
+        `finish` names it in meta.json. Returns whether an interrupted generation was resumed."""
         self._tables.clear()
         self._vectors = None
-        for name in (CHUNKS, FILES):
-            if self._exists(name):
-                self.db.drop_table(name)
+        if resume:
+            for folder in generations(self.path):
+                pending = _read_pending(folder)
+                if pending is not None and pending.same_vectors(meta) and folder.name != self.tables:
+                    try:
+                        db = _connect(self.path, folder.name, live=False)
+                        names = set(db.list_tables().tables)
+                    except CodesearchError:
+                        continue
+                    if {CHUNKS, FILES} <= names:
+                        self.db, self.tables = db, folder.name
+                        self.meta = replace_meta(pending, tables=folder.name, complete=False)
+                        return True
+        name = f"db-{uuid.uuid4().hex[:12]}"
+        folder = self.path / name
+        folder.mkdir(mode=0o700)
+        meta = replace_meta(meta, tables=name, complete=False)
+        _write_json(folder / _PENDING, asdict(meta))
+        self.db, self.tables, self.meta = _connect(self.path, name, live=False), name, meta
         self.db.create_table(CHUNKS, schema=chunk_schema(meta.dimension))
         self.db.create_table(FILES, schema=FILE_SCHEMA)
-        self.write_meta(meta)
+        return False
 
     def write_meta(self, meta: IndexMeta) -> None:
-        tmp = self.path / "meta.json.tmp"
-        tmp.write_text(json.dumps(asdict(meta), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path / "meta.json")
+        """Replace meta.json atomically; naming a generation there makes it the index readers see."""
+        _write_json(self.path / "meta.json", asdict(meta))
         self.meta = meta
 
-    def _exists(self, name: str) -> bool:
-        return name in self.db.list_tables().tables
+    def drop_old_generations(self, keep_retired: bool = True) -> None:
+        """Delete generations meta.json no longer names: unfinished ones at once, replaced ones once
+        `_RETIRE_AFTER_S` have passed since they were replaced (a reader may still be on one)."""
+        now = time.time()
+        for folder in generations(self.path):
+            if folder.name == self.tables:
+                continue
+            retired = folder / _RETIRED
+            if (folder / _PENDING).exists() and not retired.exists():
+                shutil.rmtree(folder, ignore_errors=True)  # an abandoned build of another kind
+                continue
+            if not retired.exists():
+                retired.touch()
+                continue
+            if not keep_retired or now - retired.stat().st_mtime > _RETIRE_AFTER_S:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _table(self, name: str):
         table = self._tables.get(name)
@@ -205,10 +323,12 @@ class Store:
 
     # --- reads for incremental indexing ---------------------------------------------------------
 
+    @_guarded
     def file_states(self) -> dict[str, FileState]:
         table = self.files.to_arrow().to_pylist()
         return {row["path"]: FileState(**row) for row in table}
 
+    @_guarded
     def vectors_for(self, hashes: set[str]) -> dict[str, np.ndarray]:
         """Stored vectors by content hash ([windows, dim] each), for chunks that need no new embedding."""
         if not hashes:
@@ -241,6 +361,7 @@ class Store:
 
     # --- writes ----------------------------------------------------------------------------------
 
+    @_guarded
     def replace_files(self, paths: Sequence[str], rows: list[dict], states: Sequence[FileState]) -> None:
         """Make `rows` the only chunk rows of `paths` (one commit), then record the files' states."""
         if paths:
@@ -261,6 +382,7 @@ class Store:
                 .execute(file_table)
             )
 
+    @_guarded
     def delete_files(self, paths: Sequence[str]) -> None:
         """Remove deleted files: their chunks first, then their file rows."""
         for start in range(0, len(paths), _IN_BATCH):
@@ -268,6 +390,7 @@ class Store:
             self.chunks.delete(sql_in("path", batch))
             self.files.delete(sql_in("path", batch))
 
+    @_guarded
     def finish(self, changed: bool = True) -> None:
         """After a run: index new rows for full-text search, compact, drop old versions, mark complete."""
         from lancedb.index import FTS
@@ -278,10 +401,13 @@ class Store:
         if changed:
             chunks.optimize(cleanup_older_than=timedelta(seconds=60))
             self.files.optimize(cleanup_older_than=timedelta(seconds=60))
-        self.write_meta(_replace(self.meta, updated_at=time.time(), complete=True))
+        self.write_meta(replace_meta(self.meta, updated_at=time.time(), complete=True, tables=self.tables))
+        (self.path / self.tables / _PENDING).unlink(missing_ok=True)  # named in meta.json now
+        self.drop_old_generations()
 
     # --- queries ---------------------------------------------------------------------------------
 
+    @_guarded
     def vector_search(self, vector: np.ndarray, limit: int, where: str | None) -> list[dict]:
         """Nearest rows by cosine distance (`_distance` = 1 - cosine), nearest first.
 
@@ -306,6 +432,7 @@ class Store:
             by_id = {row["id"]: row for row in found.limit(None).to_list()}
         return [dict(by_id[ids[i]], _distance=float(1.0 - scores[i])) for i in top if ids[i] in by_id]
 
+    @_guarded
     def _vector_matrix(self) -> tuple[list[str], np.ndarray]:
         """Every row's vector, in table order, loaded once per table version."""
         table = self.chunks
@@ -318,6 +445,7 @@ class Store:
             self._vectors = (version, ids, matrix)
         return self._vectors[1], self._vectors[2]
 
+    @_guarded
     def text_search(self, text: str, limit: int, where: str | None) -> list[dict]:
         if not text.strip():
             return []
@@ -326,6 +454,7 @@ class Store:
             query = query.where(where, prefilter=True)
         return query.select(_HIT_COLUMNS + ["_score"]).limit(limit).to_list()
 
+    @_guarded
     def chunks_at(self, path: str, line: int) -> list[dict]:
         """Window-0 rows of the chunks of `path` that contain `line`, innermost first."""
         rows = (
@@ -337,11 +466,13 @@ class Store:
         )
         return sorted(rows, key=lambda r: r["end_line"] - r["start_line"])
 
+    @_guarded
     def chunk_windows(self, path: str) -> list[dict]:
         """Every window row of every chunk of `path`, with its vector."""
         query = self.chunks.search().where(f"path = {sql_str(path)}").select(_HIT_COLUMNS + ["vector"])
         return query.limit(None).to_list()
 
+    @_guarded
     def vectors_of_chunk(self, chunk_id: str) -> np.ndarray:
         rows = (
             self.chunks.search().where(f"chunk_id = {sql_str(chunk_id)}").select(["window", "vector"]).limit(None).to_list()
@@ -349,6 +480,7 @@ class Store:
         rows.sort(key=lambda r: r["window"])
         return np.asarray([r["vector"] for r in rows], dtype=np.float32)
 
+    @_guarded
     def counts(self) -> dict[str, int]:
         chunks = self.chunks
         return {
@@ -357,6 +489,7 @@ class Store:
             "rows": chunks.count_rows(),
         }
 
+    @_guarded
     def languages(self) -> dict[str, int]:
         column = self.chunks.search().where("window = 0").select(["language"]).limit(None).to_arrow()["language"]
         counts: dict[str, int] = {}
@@ -371,10 +504,32 @@ _HIT_COLUMNS = [
 ]
 
 
-def _replace(meta: IndexMeta, **changes) -> IndexMeta:
+def replace_meta(meta: IndexMeta, **changes) -> IndexMeta:
     from dataclasses import replace
 
     return replace(meta, **changes)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _connect(path: Path, tables: str, live: bool):
+    import lancedb
+
+    try:
+        return lancedb.connect(str(path / tables), read_consistency_interval=timedelta(0) if live else None)
+    except Exception as exc:  # lancedb raises untyped errors on a damaged directory
+        raise DamagedIndex(f"index at {path} is unreadable ({exc}): run `codesearch index --rebuild`") from None
+
+
+def _read_pending(folder: Path) -> IndexMeta | None:
+    try:
+        return IndexMeta(**json.loads((folder / _PENDING).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def read_meta(path: Path) -> IndexMeta | None:
@@ -386,4 +541,4 @@ def read_meta(path: Path) -> IndexMeta | None:
         data = json.loads(file.read_text(encoding="utf-8"))
         return IndexMeta(**data)
     except (OSError, ValueError, TypeError) as exc:
-        raise CodesearchError(f"index at {path} has a damaged meta.json ({exc}): run `codesearch index --rebuild`")
+        raise DamagedIndex(f"index at {path} has a damaged meta.json ({exc}): run `codesearch index --rebuild`")

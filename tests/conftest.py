@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,20 @@ import pytest
 from codesearch.config import Settings
 
 SAMPLE_REPO = Path(__file__).parent / "fixtures" / "sample_repo"
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run the long trials (marked slow)")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Long fault trials run only with --slow (or CODESEARCH_SLOW=1); CI runs their short variants."""
+    if config.getoption("--slow") or os.environ.get("CODESEARCH_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="long trial: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
