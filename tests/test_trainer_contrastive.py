@@ -6,7 +6,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from trainer.contrastive import ContrastiveConfig, train_contrastive
+import random
+
+from trainer.contrastive import ContrastiveConfig, batch_queries, search_style, train_contrastive
 from trainer.model import Encoder, tokenize_batch
 from trainer.tiny import tiny_encoder, tiny_tokenizer
 from trainer.tokenizer import special_ids
@@ -60,7 +62,8 @@ def test_variants_run_and_repeat_given_the_seed(tok, tmp_path, in_batch, use_lor
 
 def test_a_stopped_run_resumes_where_it_left_off(tok, tmp_path):
     # Warmup longer than the run, so the learning rate of steps 1-6 is the same for 3 or 6 max steps.
-    cfg = replace(CFG, warmup_steps=10, lora_dropout=0.1)  # dropout: the RNG state must resume too
+    # dropout and rewritten queries: the RNG state and the step's query rewrites must resume too
+    cfg = replace(CFG, warmup_steps=10, lora_dropout=0.1, search_style=0.5)
     def run(max_steps, out_dir):
         return train_contrastive(tiny_encoder(tok), tok, PAIRS, replace(cfg, max_steps=max_steps), out_dir, progress=False)
 
@@ -75,3 +78,24 @@ def test_a_stopped_run_resumes_where_it_left_off(tok, tmp_path):
     expected = [r["loss"] for r in losses(tmp_path / "unbroken")]
     assert [r["loss"] for r in log] == pytest.approx(expected, rel=1e-5)
     assert resumed["last_loss"] == pytest.approx(unbroken["last_loss"], rel=1e-5)
+
+
+def test_search_style_reads_like_a_typed_search():
+    rng = random.Random(0)
+    sentence = "Return the number of lines in the given file."
+    styled = [search_style(sentence, "python", rng) for _ in range(50)]
+    assert all(s == s.lower() and not s.endswith(".") for s in styled)
+    assert all("number" in s.split() for s in styled)
+    assert sum("the" in s.split() for s in styled) < len(styled) / 2  # function words mostly dropped
+    assert any(s.startswith("python ") for s in styled) and any("python" not in s for s in styled)
+    assert search_style("Parse it.", "cobol", random.Random(1)) in {"parse it", "parse"}  # never empty
+
+
+def test_batch_queries_rewrite_a_share_and_repeat_for_a_step():
+    pairs = [{"query": f"Read the file number {i}.", "language": "go"} for i in range(200)]
+    cfg = replace(CFG, search_style=0.5)
+    first = batch_queries(pairs, 7, cfg)
+    assert first == batch_queries(pairs, 7, cfg) != batch_queries(pairs, 8, cfg)
+    rewritten = sum(q != p["query"] for q, p in zip(first, pairs))
+    assert 60 < rewritten < 140
+    assert batch_queries(pairs, 7, replace(cfg, search_style=0.0)) == [p["query"] for p in pairs]

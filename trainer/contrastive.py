@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -74,6 +75,7 @@ class ContrastiveConfig:
     seed: int = 0
     query_prefix: str = ""
     code_prefix: str = ""
+    search_style: float = 0.0  # share of queries rewritten as a user types a search (see search_style)
 
 
 def apply_lora(encoder: Encoder, cfg: ContrastiveConfig) -> Encoder:
@@ -120,6 +122,39 @@ def batch_indices(step: int, n_pairs: int, batch_size: int, seed: int) -> list[i
     epoch, k = divmod(step, per_epoch)
     order = torch.randperm(n_pairs, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     return order[k * batch_size : (k + 1) * batch_size].tolist()
+
+
+_STYLE_DROP = {"a", "an", "the", "this", "that", "these", "those", "given", "specified", "its", "it",
+               "is", "are", "be", "will", "which", "for", "of", "to", "if", "from", "by", "with", "and"}
+_LANGUAGE_WORD = {"python": "python", "javascript": "javascript", "typescript": "typescript", "tsx": "typescript",
+                  "go": "golang", "java": "java", "ruby": "ruby", "php": "php", "rust": "rust", "c": "c",
+                  "cpp": "c++", "c_sharp": "c#"}
+
+
+def search_style(query: str, language: str, rng: random.Random) -> str:
+    """A docstring sentence rewritten the way people type searches: "Return the number of lines in
+    the file." -> "python number lines in file". Lower case, no sentence punctuation, most function
+    words dropped, often a language word in front, sometimes only the content words."""
+    words = re.findall(r"[\w.+#-]+", query.lower())
+    words = [w.strip(".-") for w in words if w.strip(".-")]
+    if len(words) > 2 and words[0] in {"return", "returns", "get", "gets", "create", "creates"} and rng.random() < 0.5:
+        words = words[1:]
+    kept = [w for w in words if w not in _STYLE_DROP or rng.random() < 0.2] or words
+    if len(kept) > 4 and rng.random() < 0.3:
+        kept = kept[: rng.randint(3, len(kept) - 1)]
+    if rng.random() < 0.4 and language in _LANGUAGE_WORD:
+        word = _LANGUAGE_WORD[language]
+        kept = [word] + kept if rng.random() < 0.8 else kept + [word]
+    return " ".join(kept)
+
+
+def batch_queries(pairs: Sequence[dict], step: int, cfg: ContrastiveConfig) -> list[str]:
+    """The batch's queries, a `search_style` share of them rewritten; a pure function of the step."""
+    if cfg.search_style <= 0:
+        return [p["query"] for p in pairs]
+    rng = random.Random(cfg.seed * 1_000_003 + step)
+    return [search_style(p["query"], p.get("language", ""), rng) if rng.random() < cfg.search_style else p["query"]
+            for p in pairs]
 
 
 def batch_codes(pairs: Sequence[dict], cfg: ContrastiveConfig) -> list[str]:
@@ -193,7 +228,7 @@ def train_contrastive(
     window, started, start_step = [], time.perf_counter(), step
     while step < cfg.max_steps:
         batch = [pairs[i] for i in batch_indices(step, len(pairs), cfg.batch_size, cfg.seed)]
-        q = embed([p["query"] for p in batch], cfg.query_prefix, cfg.query_max_length)  # (B, D)
+        q = embed(batch_queries(batch, step, cfg), cfg.query_prefix, cfg.query_max_length)  # (B, D)
         c = embed(batch_codes(batch, cfg), cfg.code_prefix, cfg.code_max_length)  # (B*(1+n), D)
         loss = info_nce(q, c, cfg.temperature, cfg.in_batch)
         optimizer.zero_grad(set_to_none=True)
