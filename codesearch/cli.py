@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--threads", type=int, help="CPU threads for embedding (default: all cores)")
         p.add_argument("--json", action="store_true", help="machine-readable output (JSON Lines)")
 
+    def index_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--index", dest="index_dir", metavar="LOCATION",
+                       help="the index: a folder, or s3://bucket/prefix (default: the index_dir setting)")
+
     index = commands.add_parser("index", help="index or update the repository at PATH")
     index.add_argument("path", nargs="?", default=".", help="repository root (default .)")
     index.add_argument("--rebuild", action="store_true", help="drop the index and build it again")
@@ -58,10 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("-y", "--yes", action="store_true", help="never ask before a big first index")
     index.add_argument("--show-skipped", action="store_true",
                        help="after the summary, list every skipped path with its reason (secrets first)")
+    index.add_argument("--repo-name", help="the repository's name in a shared index (default: the folder's name)")
+    index.add_argument("--cluster", metavar="ADDRESS",
+                       help="index on a Ray cluster: ray://HOST:PORT, or 'auto' (needs codesearch[cluster])")
+    index_option(index)
     common(index)
 
     def query_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
+        p.add_argument("--repo", help="only this repository's functions (in an index several share)")
+        index_option(p)
         p.add_argument("--lang", action="append", default=[], help="only this language (repeatable)")
         p.add_argument("--path", dest="path_glob", help="only paths matching this glob (or under this prefix)")
         p.add_argument("--root", help="repository root (default: found upward from the current directory)")
@@ -81,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="what is indexed, with which model, how fresh")
     status.add_argument("path", nargs="?", default=None, help="repository root (default: found upward)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    index_option(status)
 
     clones = commands.add_parser("clones", help="find duplicated functions (copies, renamed and rewritten ones)")
     clones.add_argument("path", nargs="?", default=".", help="only functions under this directory or file (default .)")
@@ -119,7 +130,7 @@ def find_root(start: Path) -> Path:
 
 
 def _settings(root: Path, args: argparse.Namespace) -> Settings:
-    flags = {name: getattr(args, name, None) for name in ("model", "device", "threads")}
+    flags = {name: getattr(args, name, None) for name in ("model", "device", "threads", "index_dir")}
     return load_settings(root, flags)
 
 
@@ -133,7 +144,8 @@ def cmd_index(args: argparse.Namespace, out: Console, err: Console) -> int:
     root = Path(args.path)
     if not root.is_dir():
         raise CodesearchError(f"not a directory: {args.path}")
-    flags = {name: getattr(args, name) for name in ("model", "device", "threads", "tracked_only")}
+    names = ("model", "device", "threads", "tracked_only", "repo_name", "index_dir")
+    flags = {name: getattr(args, name) for name in names}
     settings = load_settings(root.resolve(), flags)
     if args.dry_run:
         with _planning(err):
@@ -168,7 +180,12 @@ def cmd_index(args: argparse.Namespace, out: Console, err: Console) -> int:
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        report = build_index(root, settings, rebuild=args.rebuild, progress=tick, encoder=encoder)
+        if args.cluster:
+            from codesearch.cluster import build_index_on_cluster
+
+            report = build_index_on_cluster(root, settings, args.cluster, rebuild=args.rebuild, progress=tick)
+        else:
+            report = build_index(root, settings, rebuild=args.rebuild, progress=tick, encoder=encoder)
     if report.rebuilt:
         err.print(f"codesearch: {report.rebuilt}")
     if args.json:
@@ -297,7 +314,7 @@ def _open_index(args: argparse.Namespace):
 def cmd_query(args: argparse.Namespace, out: Console, err: Console) -> int:
     started = time.perf_counter()
     index = _open_index(args)
-    hits = index.search(args.text, args.k, mode=args.mode, languages=args.lang, path=args.path_glob)
+    hits = index.search(args.text, args.k, mode=args.mode, languages=args.lang, path=args.path_glob, repo=args.repo)
     summary = {"type": "summary", "query": args.text, "mode": args.mode, "hits": len(hits)}
     return _print_hits(hits, args, out, summary, started)
 
@@ -307,7 +324,7 @@ def cmd_similar(args: argparse.Namespace, out: Console, err: Console) -> int:
     if bool(args.target) == bool(args.code):
         raise CodesearchError("give either PATH:LINE or --code TEXT (or --code - to read stdin)")
     index = _open_index(args)
-    filters = {"languages": args.lang, "path": args.path_glob}
+    filters = {"languages": args.lang, "path": args.path_glob, "repo": args.repo}
     if args.code:
         code = sys.stdin.read() if args.code == "-" else args.code
         hits = index.similar(code, args.k, **filters)
@@ -355,7 +372,7 @@ def cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
     from codesearch.search import Index
 
     root = find_root(Path(args.path or "."))
-    status = Index.open(root, load_settings(root)).status()
+    status = Index.open(root, _settings(root, args)).status()
     if args.json:
         print(json.dumps(asdict(status)))
         return EXIT_FOUND
@@ -365,6 +382,8 @@ def cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
     out.print(f"model:     {status.model_id} ({status.dimension} dims)", highlight=False)
     out.print(f"contents:  {status.files} files, {status.chunks} functions", highlight=False)
     out.print("languages: " + ", ".join(f"{lang} {n}" for lang, n in status.languages.items()), highlight=False)
+    if status.repos and len(status.repos) > 1:
+        out.print("repos:     " + ", ".join(f"{name} {n}" for name, n in status.repos.items()), highlight=False)
     updated = f"{age / 60:.0f} min ago" if age is not None else "never"
     state = "" if status.complete else " (last run did not finish: run `codesearch index`)"
     out.print(f"updated:   {updated}, {fresh}{state}", highlight=False)

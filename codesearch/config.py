@@ -23,7 +23,8 @@ class Settings:
     model: str = ""  # model folder; "" means the default model shipped with codesearch
     languages: tuple[str, ...] = ()  # languages to index; () means every supported one
     ignore: tuple[str, ...] = ()  # extra gitignore-style patterns, relative to the repository root
-    index_dir: str = ".codesearch"  # where the index lives, relative to the repository root
+    index_dir: str = ".codesearch"  # where the index lives, relative to the repository root, or an s3:// URI
+    repo_name: str = ""  # the repository's name in the index's `repo` column; "" means the root folder's name
     max_file_bytes: int = 1_000_000  # larger files are skipped as "too large"
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
     threads: int = 0  # ONNX Runtime CPU threads; 0 means all cores
@@ -39,6 +40,18 @@ class Settings:
 
     def index_path(self, root: Path) -> Path:
         return (root / self.index_dir).resolve() if not Path(self.index_dir).is_absolute() else Path(self.index_dir)
+
+    @property
+    def remote_index(self) -> bool:
+        """Whether the index lives in object storage (an `s3://bucket/prefix` URI) rather than a folder."""
+        return self.index_dir.startswith("s3://")
+
+    def index_location(self, root: Path) -> str:
+        """The index's folder path, or its object-storage URI."""
+        return self.index_dir.rstrip("/") if self.remote_index else str(self.index_path(root))
+
+    def repo(self, root: Path) -> str:
+        return self.repo_name or root.resolve().name
 
 
 _DEVICES = ("auto", "cpu", "cuda")

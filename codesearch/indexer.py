@@ -10,6 +10,8 @@ run finishes the work. `update_files` does the same for a few named files (the d
 from __future__ import annotations
 
 import fcntl
+import functools
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -25,6 +27,7 @@ from codesearch.errors import CodesearchError
 from codesearch.files import NOT_CODE, SkipFile, SourceFile, read_source, scope_of, walk
 from codesearch.lexical import lexical_text
 from codesearch.model import Encoder, ModelFolder, resolve_model
+from codesearch.objectstore import empty_store, is_remote, open_store
 from codesearch.secrets import fingerprint, rules_for
 from codesearch.store import (
     SCHEMA_VERSION, DamagedIndex, FileState, IndexMeta, Store, claim_index_dir, replace_meta, row_id,
@@ -81,8 +84,13 @@ class WriterBusy(CodesearchError):
 
 
 @contextmanager
-def writer_lock(index_path: Path):
-    """One writer per index: a second `codesearch index` (or daemon) fails fast instead of interleaving."""
+def writer_lock(index_path: Path | str):
+    """One writer per index: a second `codesearch index` (or daemon) fails fast instead of interleaving.
+    An index in object storage has no lock to take: one writer is assumed there (objectstore.py)."""
+    if is_remote(index_path):
+        yield
+        return
+    index_path = Path(index_path)
     claim_index_dir(index_path)
     with open(index_path / "write.lock", "w") as handle:
         try:
@@ -92,9 +100,10 @@ def writer_lock(index_path: Path):
         yield
 
 
-def chunk_rows(chunk: Chunk, vectors: np.ndarray) -> list[dict]:
+def chunk_rows(chunk: Chunk, vectors: np.ndarray, repo: str = "", repo_in_ids: bool = False) -> list[dict]:
     """Store rows for one chunk: one per embedded window; window 0 carries the full-text field."""
-    chunk_id = row_id(chunk.path, chunk.kind, chunk.name, chunk.start_line, chunk.content_hash)
+    named = repo if repo_in_ids else ""
+    chunk_id = row_id(chunk.path, chunk.kind, chunk.name, chunk.start_line, chunk.content_hash, named)
     lexical = lexical_text(f"{chunk.name} {chunk.name} {Path(chunk.path).stem} {chunk.docstring} {chunk.code}")
     return [
         {
@@ -113,13 +122,14 @@ def chunk_rows(chunk: Chunk, vectors: np.ndarray) -> list[dict]:
             "content_hash": chunk.content_hash,
             "lexical": lexical if window == 0 else "",
             "vector": vector,
+            "repo": repo,
         }
         for window, vector in enumerate(vectors)
     ]
 
 
 def _open_store(
-    index_path: Path, folder: ModelFolder, settings: Settings, rebuild: bool, report: IndexReport
+    index_path: Path | str, folder: ModelFolder, settings: Settings, rebuild: bool, report: IndexReport
 ) -> tuple[Store, bool]:
     """The store to write, and whether it starts empty (new, rebuilt, or made for another model).
 
@@ -136,14 +146,14 @@ def _open_store(
         created_at=time.time(),
     )
     try:
-        store = Store.open(index_path, create=True)
+        store = open_store(index_path, create=True)
         old = store.meta
         if old is not None and not rebuild:
             store.file_states()  # a damaged index fails here, with its message, rather than mid-run
     except DamagedIndex:
         if not rebuild:
             raise
-        old, store = None, Store(index_path, None, None)
+        old, store = None, empty_store(index_path)
     if old is not None and not rebuild and wanted.same_vectors(old):
         store.write_meta(replace_meta(old, complete=False))
         return store, False
@@ -153,11 +163,33 @@ def _open_store(
         report.rebuilt = f"model changed from {old.model_id} to {wanted.model_id}: rebuilding the index"
     elif old is not None:
         report.rebuilt = "index format or windowing changed: rebuilding the index"
-    if old is None and not (index_path / "meta.json").exists():
+    if old is None and not store.meta_exists():
         store.reset(wanted)  # nothing to keep serving: the new index is visible as it fills
     else:
         store.begin(wanted)
     return store, True
+
+
+def scope_to_repo(store: Store, settings: Settings, root: Path) -> None:
+    """Name the repository a run writes. A repository's own index (a folder inside it) keeps the name
+    it was first indexed under, so a moved or copied checkout is not indexed twice under two names;
+    an index several repositories share (elsewhere, or in object storage) takes `repo_name` or the
+    folder's name, and names the repository in row ids too."""
+    root = root.resolve()
+    own = not settings.remote_index and settings.index_path(root).is_relative_to(root)
+    name = settings.repo_name
+    if not name and own:
+        known = store.repos()
+        name = next(iter(known)) if len(known) == 1 else ""
+    store.scope_to_repo(name or root.name, shared=not own)
+
+
+def secret_rules_note(store: Store) -> str:
+    """Where the secret rules a repository's files were last all read under are kept: one per
+    repository in a shared index, whose repositories may each have their own rules."""
+    if not store.repo_in_ids:
+        return SECRET_RULES_FILE
+    return f"{SECRET_RULES_FILE}-{hashlib.sha1(store.repo.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
 
 
 @dataclass
@@ -181,7 +213,7 @@ class _Run:
             raise CodesearchError(f"not a directory: {root}")
         check_languages(settings)
         folder = encoder.folder if encoder else resolve_model(settings.model)
-        report = IndexReport(root=str(root), index_path=str(settings.index_path(root)), model_id=folder.model_id)
+        report = IndexReport(root=str(root), index_path=settings.index_location(root), model_id=folder.model_id)
         return cls(root, settings, folder, report, progress or (lambda stage, done, total: None), encoder, batch_chunks)
 
     @property
@@ -199,11 +231,11 @@ class _Run:
         in_scope = {f.path for f in walked.files}
         # Under new secret rules (or a first run of this version) every file is read again, so that
         # one indexed before a rule found its secret loses its rows; unchanged ones are not re-embedded.
-        marker, rules = Path(self.report.index_path) / SECRET_RULES_FILE, fingerprint(self.settings)
-        reread = _read_marker(marker) != rules
+        rules, note = fingerprint(self.settings), secret_rules_note(store)
+        reread = store.read_note(note) != rules
         self.write(store, walked.files, [p for p in states if p not in in_scope], states, reread)
         if reread:
-            _write_marker(marker, rules)
+            store.write_note(note, rules)
 
     def sync_paths(self, store: Store, paths: Iterable[str]) -> None:
         """Bring just `paths` up to date; a path that is gone or out of scope loses its rows (a gone
@@ -232,15 +264,11 @@ class _Run:
             f for f in files
             if reread or (s := states.get(f.path)) is None or (s.size, s.mtime_ns) != (f.size, f.mtime_ns)
         ]
-        pending, touched = _read_candidates(candidates, states, self.settings, self.report, deleted, self.tick)
+        pending, touched = self.read(candidates, states, deleted)
         if touched:  # same bytes, new mtime: record the new stat so the next run skips them
             store.replace_files([], [], touched)
         if pending:
-            s = self.settings
-            self.encoder = self.encoder or Encoder(
-                self.folder, device=s.device, threads=s.threads, batch_tokens=s.batch_tokens
-            )
-            _embed_and_write(store, self.encoder, pending, s, self.report, self.tick, self.batch_chunks)
+            _embed_and_write(store, self.embedder(), pending, self.settings, self.report, self.tick, self.batch_chunks)
         if deleted:
             store.delete_files(deleted)
             self.report.files_deleted = len(deleted)
@@ -248,18 +276,38 @@ class _Run:
         self.report.chunks = store.counts()["chunks"]
 
 
-def _read_marker(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return ""
+    def read(
+        self, candidates: list[SourceFile], states: dict[str, FileState], deleted: list[str]
+    ) -> tuple[list[_Pending], list[FileState]]:
+        """Read and chunk the files that may have changed, here (cluster.py spreads this over workers)."""
+        return _read_candidates(candidates, states, self.settings, self.report, deleted, self.tick)
+
+    def embedder(self) -> Embed:
+        """What embeds the new chunks: this process's encoder (cluster.py: actors on the workers)."""
+        s = self.settings
+        self.encoder = self.encoder or Encoder(
+            self.folder, device=s.device, threads=s.threads, batch_tokens=s.batch_tokens
+        )
+        return functools.partial(embed_chunks, self.encoder, s.window_overlap)
 
 
-def _write_marker(path: Path, text: str) -> None:
-    """Write a small file atomically: a crash leaves the old one or none, and the next run reads all again."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text + "\n", encoding="utf-8")
-    temporary.replace(path)
+Embed = Callable[[list[Chunk]], list[np.ndarray]]  # chunks -> each one's window vectors [windows, dim]
+
+
+def embed_chunks(encoder: Encoder, overlap: int, chunks: list[Chunk]) -> list[np.ndarray]:
+    """Each chunk's window vectors, in order. A class's methods are chunks of their own: its first
+    window stands for it."""
+    out: list[np.ndarray] = [np.empty(0)] * len(chunks)
+    for is_class in (False, True):
+        group = [i for i, c in enumerate(chunks) if (c.kind == "class") == is_class]
+        if not group:
+            continue
+        vectors = encoder.embed_texts(
+            [chunks[i].code for i in group], kind="code", overlap=overlap, max_windows=1 if is_class else None
+        )
+        for i, windows in zip(group, vectors):
+            out[i] = windows
+    return out
 
 
 def walk_options(settings: Settings) -> dict:
@@ -290,9 +338,10 @@ def build_index(
     """
     started = time.perf_counter()
     run = _Run.start(root, settings, encoder, progress, batch_chunks)
-    index_path = Path(run.report.index_path)
+    index_path = run.report.index_path
     with writer_lock(index_path):
         store, _ = _open_store(index_path, run.folder, settings, rebuild, run.report)
+        scope_to_repo(store, settings, run.root)
         run.sync_tree(store)
     run.report.seconds = time.perf_counter() - started
     return run.report
@@ -315,10 +364,11 @@ def update_files(
     """
     started = time.perf_counter()
     run = _Run.start(root, settings, encoder, progress, _BATCH_CHUNKS)
-    index_path = Path(run.report.index_path)
+    index_path = run.report.index_path
     paths = list(paths)
     with writer_lock(index_path):
         store, empty = _open_store(index_path, run.folder, settings, False, run.report)
+        scope_to_repo(store, settings, run.root)
         if empty or any((run.root / p).is_dir() for p in paths):  # a directory moved in: walk it all
             run.sync_tree(store)
         else:
@@ -364,7 +414,7 @@ def _read_candidates(
 
 def _embed_and_write(
     store: Store,
-    encoder: Encoder,
+    embed: Embed,
     pending: list[_Pending],
     settings: Settings,
     report: IndexReport,
@@ -384,24 +434,14 @@ def _embed_and_write(
             rows = []
             fresh = {c.content_hash: c for p in batch for c in p.chunks if c.content_hash not in known}
             if fresh:
-                # A class's methods are chunks of their own: its first window stands for it.
-                for is_class in (False, True):
-                    group = [c for c in fresh.values() if (c.kind == "class") == is_class]
-                    if not group:
-                        continue
-                    vectors = encoder.embed_texts(
-                        [c.code for c in group],
-                        kind="code",
-                        overlap=settings.window_overlap,
-                        max_windows=1 if is_class else None,
-                    )
-                    for chunk, windows in zip(group, vectors):
-                        known[chunk.content_hash] = windows
-                        report.windows_embedded += len(windows)
+                group = list(fresh.values())
+                for chunk, windows in zip(group, embed(group)):
+                    known[chunk.content_hash] = windows
+                    report.windows_embedded += len(windows)
                 report.chunks_embedded += len(fresh)
             for p in batch:
                 for chunk in p.chunks:
-                    rows.extend(chunk_rows(chunk, known[chunk.content_hash]))
+                    rows.extend(chunk_rows(chunk, known[chunk.content_hash], store.repo, store.repo_in_ids))
                 report.chunks_reused += sum(1 for c in p.chunks if c.content_hash not in fresh)
             states = [
                 FileState(p.file.path, p.file.size, p.file.mtime_ns, p.sha256, p.file.language, len(p.chunks))
