@@ -44,7 +44,7 @@ from codesearch.search import Index  # noqa: E402
 HERE = Path(__file__).resolve().parent.parent
 FIXTURE = HERE / "tests" / "fixtures" / "clones_repo"
 OJCLONE = HERE.parent / "shared" / "bench" / "ojclone" / "programs-dev.jsonl"
-THRESHOLDS = (0.90, 0.95, 0.98, 0.99)
+THRESHOLDS = (0.80, 0.85, 0.90, 0.95, 0.98, 0.99)
 
 
 def functions_of(repo: Path) -> dict[str, list[tuple[int, int, str]]]:
@@ -125,7 +125,7 @@ def pylint_pairs(repo: Path, functions) -> set[frozenset[str]] | None:
     return pairs
 
 
-def bench_fixture(model: Path, work: Path, jscpd: str) -> None:
+def bench_fixture(model: Path, work: Path, jscpd: str, thresholds=THRESHOLDS) -> None:
     repo = work / "clones_repo"
     shutil.copytree(FIXTURE, repo)
     build_index(repo, Settings(model=str(model), threads=2))
@@ -133,7 +133,7 @@ def bench_fixture(model: Path, work: Path, jscpd: str) -> None:
     truth = json.loads((FIXTURE / "clones.truth.json").read_text())["pairs"]
     functions = functions_of(repo)
     print(f"planted clones ({len(truth)} pairs, {sum(len(v) for v in functions.values())} functions):")
-    for threshold in THRESHOLDS:
+    for threshold in thresholds:
         score(f"codesearch --min-similarity {threshold}", ours(index, threshold), truth)
     found = jscpd_pairs(jscpd, repo, functions)
     if found is not None:
@@ -198,6 +198,8 @@ def main() -> None:
     parser.add_argument("--scale-min-similarity", type=float, default=0.99,
                         help="threshold of the timing runs (default 0.99: the random model puts unrelated "
                              "functions 0.9-0.97 apart, which would join everything into one group)")
+    parser.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)),
+                        help="--min-similarity values tried on the fixture (comma-separated)")
     parser.add_argument("--skip", action="append", default=[], choices=["fixture", "ojclone", "scale"])
     args = parser.parse_args()
 
@@ -211,7 +213,7 @@ def main() -> None:
             model = make_tiny_model(work / "model" / "tiny", seed=0)
         print(f"model: {ModelFolder.read(model).model_id}{'' if args.model else ' (random weights)'}")
         if "fixture" not in args.skip:
-            bench_fixture(model, work, args.jscpd)
+            bench_fixture(model, work, args.jscpd, [float(t) for t in args.thresholds.split(",")])
         if "ojclone" not in args.skip:
             if args.model and Path(args.ojclone).is_file():
                 bench_ojclone(model, Path(args.ojclone))

@@ -42,6 +42,9 @@ class ModelFolder:
     query_prefix: str
     code_prefix: str
     pad_token_id: int
+    # The model's weight beside full-text search's (1.0) in hybrid fusion, calibrated by the trainer
+    # on held-out pairs: a model weaker than BM25 still adds to it with a lower weight.
+    hybrid_weight: float = 1.0
 
     @classmethod
     def read(cls, path: str | Path) -> "ModelFolder":
@@ -66,6 +69,7 @@ class ModelFolder:
                 query_prefix=str(meta.get("query_prefix", "")),
                 code_prefix=str(meta.get("code_prefix", "")),
                 pad_token_id=int(meta.get("pad_token_id", 0)),
+                hybrid_weight=float(meta.get("hybrid_weight", 1.0)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CodesearchError(f"model {path}: bad {CONTRACT_FILE}: {exc}") from None
@@ -81,6 +85,7 @@ class ModelFolder:
             "query_prefix": self.query_prefix,
             "code_prefix": self.code_prefix,
             "pad_token_id": self.pad_token_id,
+            "hybrid_weight": self.hybrid_weight,
         }
         (self.path / CONTRACT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 

@@ -99,7 +99,7 @@ class IndexPlan:
             "estimate": {
                 "functions": e.functions,
                 "functions_per_s": None if e.functions_per_s is None else round(e.functions_per_s, 1),
-                "seconds": None if e.seconds is None else round(e.seconds, 1),
+                "seconds": None if e.seconds is None else round(e.seconds, 3),
                 "note": e.note,
             },
         }

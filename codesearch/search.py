@@ -13,20 +13,24 @@ from codesearch.errors import CodesearchError
 from codesearch.files import walk
 from codesearch.lexical import lexical_text
 from codesearch.model import Encoder, resolve_model
-from codesearch.store import SCHEMA_VERSION, Store, glob_to_like, sql_in, sql_str
+from codesearch.objectstore import open_store
+from codesearch.store import REPO, SCHEMA_VERSION, Store, glob_to_like, sql_in, sql_str
 
 RRF_K = 60
 
 
-def rrf_fuse(rankings: Sequence[Sequence[Hashable]], k: int = RRF_K) -> list[tuple[Hashable, float]]:
-    """Reciprocal rank fusion: score(d) = sum over rankings of 1 / (k + rank), rank from 1.
+def rrf_fuse(
+    rankings: Sequence[Sequence[Hashable]], k: int = RRF_K, weights: Sequence[float] | None = None
+) -> list[tuple[Hashable, float]]:
+    """Reciprocal rank fusion: score(d) = sum over rankings of weight / (k + rank), rank from 1.
 
-    Returns (item, score) best first; ties keep the order of first appearance.
+    Weights default to 1 for every ranking. Returns (item, score) best first; ties keep the order
+    of first appearance.
     """
     scores: dict[Hashable, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings)):
         for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
@@ -49,6 +53,7 @@ class Hit:
     docstring: str
     code: str
     chunk_id: str
+    repo: str = ""  # the repository the function is in ("" in an index made before repositories were named)
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class IndexStatus:
     updated_at: float
     complete: bool
     stale_files: int  # files in scope whose size or mtime differ from the index, or that are new or gone
+    repos: dict[str, int] | None = None  # functions per repository, when the index names them
 
 
 class Index:
@@ -82,7 +88,7 @@ class Index:
         """Open for queries; `live` sees each commit of a concurrent writer, `encoder` shares a loaded model."""
         root = root.resolve()
         settings = settings or load_settings(root)
-        store = Store.open(settings.index_path(root), live=live)
+        store = open_store(settings.index_location(root), live=live)
         if store.meta is None or store.meta.schema != SCHEMA_VERSION:
             raise CodesearchError(
                 f"index at {store.path} was made by another codesearch version: run `codesearch index --rebuild`"
@@ -115,15 +121,17 @@ class Index:
         mode: str = "hybrid",
         languages: Sequence[str] = (),
         path: str | None = None,
+        repo: str | None = None,
     ) -> list[Hit]:
-        """Functions matching a natural-language (or identifier) query, best first."""
+        """Functions matching a natural-language (or identifier) query, best first; `repo` keeps one
+        repository's functions (in an index several repositories share)."""
         if not text.strip():
             raise CodesearchError("empty query")
         if mode not in MODES:
             raise CodesearchError(f"unknown mode {mode!r} (use {', '.join(MODES)})")
         if k < 1:
             raise CodesearchError("k must be at least 1")
-        where = _filter(languages, path)
+        where = self._filter(languages, path, repo)
         pool = max(k * 4, 50)  # candidates per ranking before fusion
         rankings: list[list[str]] = []
         rows: dict[str, dict] = {}
@@ -140,7 +148,7 @@ class Index:
                 scores.setdefault(row["chunk_id"], float(row.get("_score", 0.0)))
             rankings.append([row["chunk_id"] for row in found])
         if mode == "hybrid":
-            ranked = rrf_fuse(rankings)
+            ranked = rrf_fuse(rankings, weights=[self.encoder.folder.hybrid_weight, 1.0])  # vector, full text
         else:
             ranked = [(cid, scores[cid]) for cid in rankings[0]]
         return [_hit(rank, score, rows[cid]) for rank, (cid, score) in enumerate(ranked[:k], start=1)]
@@ -155,31 +163,33 @@ class Index:
         languages: Sequence[str] = (),
         path: str | None = None,
         exclude: str | None = None,
+        repo: str | None = None,
     ) -> list[Hit]:
         """Functions most like `code` (a clone query); `exclude` is a chunk id to leave out (the query itself)."""
         if not code.strip():
             raise CodesearchError("empty code")
         windows = self.encoder.embed_texts([code], kind="code", overlap=self.settings.window_overlap)[0]
-        return self._similar_to(windows, k, _filter(languages, path), exclude)
+        return self._similar_to(windows, k, self._filter(languages, path, repo), exclude)
 
     def similar_at(
-        self, file: str, line: int, k: int = 10, *, languages: Sequence[str] = (), path: str | None = None
+        self, file: str, line: int, k: int = 10, *, languages: Sequence[str] = (), path: str | None = None,
+        repo: str | None = None,
     ) -> tuple[Hit, list[Hit]]:
         """The function at `file:line` and the functions most like it."""
         rel = _relative(self.root, file)
-        found = self.store.chunks_at(rel, line)
+        found = self._this_repo(self.store.chunks_at(rel, line), repo)
         if not found:
             raise CodesearchError(f"no indexed function at {rel}:{line}")
         target = found[0]
         windows = self.store.vectors_of_chunk(target["chunk_id"])
         this = _hit(0, 1.0, target)
-        return this, self._similar_to(windows, k, _filter(languages, path), target["chunk_id"])
+        return this, self._similar_to(windows, k, self._filter(languages, path, repo), target["chunk_id"])
 
     def near_duplicates(self, file: str, threshold: float = 0.95, k: int = 10) -> list[tuple[Hit, list[Hit]]]:
         """The functions and methods of `file` that have others at least `threshold` alike (cosine),
         each with those others, best first. Classes, and chunks nested in the same place, do not count."""
         by_chunk: dict[str, list[dict]] = {}
-        for row in self.store.chunk_windows(_relative(self.root, file)):
+        for row in self._this_repo(self.store.chunk_windows(_relative(self.root, file)), None):
             by_chunk.setdefault(row["chunk_id"], []).append(row)
         found = []
         for cid, rows in by_chunk.items():
@@ -206,11 +216,31 @@ class Index:
         ranked = sorted(best.items(), key=lambda kv: -kv[1])[:k]
         return [_hit(rank, score, rows[cid]) for rank, (cid, score) in enumerate(ranked, start=1)]
 
+    def _this_repo(self, rows: list[dict], repo: str | None) -> list[dict]:
+        """The rows of a path that belong to `repo` (default: this root's repository), where an index
+        several repositories share has the same path in more than one; all of them if none match."""
+        wanted = repo or self.settings.repo(self.root)
+        return [r for r in rows if r.get(REPO) == wanted] or rows
+
+    def _filter(self, languages: Sequence[str], path: str | None, repo: str | None) -> str | None:
+        where = _filter(languages, path)
+        if repo is None:
+            return where
+        if not self.store.has_repo_column():
+            raise CodesearchError(
+                f"the index at {self.store.path} does not name repositories yet (it was made by an older "
+                "codesearch): run `codesearch index` to add them"
+            )
+        return " AND ".join(p for p in (where, f"{REPO} = {sql_str(repo)}") if p)
+
     # --- status ----------------------------------------------------------------------------------
 
     def status(self) -> IndexStatus:
         meta = self.store.meta
         counts = self.store.counts()
+        repos = self.store.repos()
+        if self.settings.repo(self.root) in repos:  # a shared index: this repository's files
+            self.store.repo = self.settings.repo(self.root)
         states = self.store.file_states()
         walked = walk(
             self.root,
@@ -234,6 +264,7 @@ class Index:
             updated_at=meta.updated_at,
             complete=meta.complete,
             stale_files=stale,
+            repos=repos or None,
         )
 
 
@@ -271,6 +302,7 @@ def _hit(rank: int, score: float, row: dict) -> Hit:
         docstring=row["docstring"],
         code=row["code"],
         chunk_id=row["chunk_id"],
+        repo=row.get("repo") or "",
     )
 
 

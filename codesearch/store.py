@@ -111,9 +111,10 @@ def glob_to_like(pattern: str) -> str:
     return like
 
 
-def row_id(path: str, kind: str, name: str, start_line: int, content_hash: str) -> str:
-    """A chunk's id: stable for the same function at the same place, so a rebuild gives the same ids."""
-    key = f"{path}\0{kind}\0{name}\0{start_line}\0{content_hash}"
+def row_id(path: str, kind: str, name: str, start_line: int, content_hash: str, repo: str = "") -> str:
+    """A chunk's id: stable for the same function at the same place, so a rebuild gives the same ids
+    (the repository is part of the place: a fork's copy in a shared index is a row of its own)."""
+    key = f"{path}\0{kind}\0{name}\0{start_line}\0{content_hash}" + (f"\0{repo}" if repo else "")
     return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
@@ -135,6 +136,7 @@ def chunk_schema(dimension: int) -> pa.Schema:
             ("content_hash", pa.string()),
             ("lexical", pa.string()),  # identifier-split name, docstring and code, for full-text search
             ("vector", pa.list_(pa.float32(), dimension)),
+            ("repo", pa.string()),  # the repository the file is in (last: older indexes get it added there)
         ]
     )
 
@@ -147,8 +149,10 @@ FILE_SCHEMA = pa.schema(
         ("sha256", pa.string()),
         ("language", pa.string()),
         ("chunks", pa.int32()),
+        ("repo", pa.string()),
     ]
 )
+REPO = "repo"  # the column naming each row's repository; an index made before it lacks it until a writer adds it
 
 
 def _guarded(method):
@@ -216,6 +220,9 @@ class Store:
         self.db = db
         self.meta = meta
         self.tables = tables  # the generation folder this store reads and writes
+        self.repo = ""  # the repository this store's file-level reads and writes are scoped to ("" = all)
+        self.repo_in_ids = False  # whether row ids name the repository (an index several repositories share)
+        self._ann: tuple[str, object] | None = None  # (generation, its trusted ann.VectorIndex or None)
         self._tables: dict[str, object] = {}
         self._vectors: tuple[int, list[str], np.ndarray] | None = None  # (table version, row ids, matrix)
 
@@ -321,12 +328,66 @@ class Store:
     def files(self):
         return self._table(FILES)
 
+    def meta_exists(self) -> bool:
+        """Whether a meta.json is there at all (readable or not)."""
+        return (self.path / "meta.json").exists()
+
+    def read_note(self, name: str) -> str:
+        """A small text file kept in the index folder beside meta.json ("" when there is none)."""
+        try:
+            return (self.path / name).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return ""
+
+    def write_note(self, name: str, text: str) -> None:
+        """Write a small file in the index folder atomically (a crash leaves the old one or none)."""
+        temporary = self.path / (name + ".tmp")
+        temporary.write_text(text + "\n", encoding="utf-8")
+        temporary.replace(self.path / name)
+
+    # --- repositories ----------------------------------------------------------------------------
+
+    def has_repo_column(self) -> bool:
+        return REPO in self.chunks.schema.names
+
+    @_guarded
+    def scope_to_repo(self, repo: str, *, shared: bool = True) -> None:
+        """Scope file-level reads and writes to `repo` (in a `shared` index, row ids name it too, so a
+        fork's copy of a function is a row of its own). A writer's call also gives an index made before
+        the `repo` column that column, with `repo` in every existing row (two small commits, no re-embedding)."""
+        for table in (self.chunks, self.files):
+            if REPO not in table.schema.names:
+                table.add_columns(pa.schema([(REPO, pa.string())]))
+                table.update(values={REPO: repo})
+        self.repo, self.repo_in_ids = repo, shared
+
+    @_guarded
+    def repos(self) -> dict[str, int]:
+        """Functions per repository, most first ({} in an index made before the `repo` column)."""
+        if not self.has_repo_column():
+            return {}
+        column = self.chunks.search().where("window = 0").select([REPO]).limit(None).to_arrow()[REPO]
+        counts: dict[str, int] = {}
+        for name in column.to_pylist():
+            counts[name or ""] = counts.get(name or "", 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+    def _hit_columns(self) -> list[str]:
+        return _HIT_COLUMNS + ([REPO] if self.has_repo_column() else [])
+
+    def _in_repo(self, predicate: str) -> str:
+        return f"({predicate}) AND {REPO} = {sql_str(self.repo)}" if self.repo else predicate
+
     # --- reads for incremental indexing ---------------------------------------------------------
 
     @_guarded
     def file_states(self) -> dict[str, FileState]:
-        table = self.files.to_arrow().to_pylist()
-        return {row["path"]: FileState(**row) for row in table}
+        query = self.files.search()
+        if self.repo and REPO in self.files.schema.names:
+            query = query.where(f"{REPO} = {sql_str(self.repo)}")
+        table = query.limit(None).to_arrow().to_pylist()
+        fields = {f.name for f in FILE_SCHEMA} - {REPO}
+        return {row["path"]: FileState(**{k: v for k, v in row.items() if k in fields}) for row in table}
 
     @_guarded
     def vectors_for(self, hashes: set[str]) -> dict[str, np.ndarray]:
@@ -370,13 +431,13 @@ class Store:
                 self.chunks.merge_insert("id")
                 .when_matched_update_all()
                 .when_not_matched_insert_all()
-                .when_not_matched_by_source_delete(sql_in("path", paths))
+                .when_not_matched_by_source_delete(self._in_repo(sql_in("path", paths)))
                 .execute(chunk_table)
             )
         if states:
-            file_table = pa.Table.from_pylist([asdict(s) for s in states], schema=FILE_SCHEMA)
+            file_table = pa.Table.from_pylist([dict(asdict(s), repo=self.repo) for s in states], schema=FILE_SCHEMA)
             (
-                self.files.merge_insert("path")
+                self.files.merge_insert([REPO, "path"])
                 .when_matched_update_all()
                 .when_not_matched_insert_all()
                 .execute(file_table)
@@ -387,8 +448,8 @@ class Store:
         """Remove deleted files: their chunks first, then their file rows."""
         for start in range(0, len(paths), _IN_BATCH):
             batch = paths[start : start + _IN_BATCH]
-            self.chunks.delete(sql_in("path", batch))
-            self.files.delete(sql_in("path", batch))
+            self.chunks.delete(self._in_repo(sql_in("path", batch)))
+            self.files.delete(self._in_repo(sql_in("path", batch)))
 
     @_guarded
     def finish(self, changed: bool = True) -> None:
@@ -399,11 +460,17 @@ class Store:
         if not any(ix.index_type == "FTS" for ix in chunks.list_indices()):
             chunks.create_index("lexical", config=FTS(), replace=True)
         if changed:
-            chunks.optimize(cleanup_older_than=timedelta(seconds=60))
-            self.files.optimize(cleanup_older_than=timedelta(seconds=60))
+            chunks.optimize(cleanup_older_than=_retention(chunks))
+            self.files.optimize(cleanup_older_than=_retention(self.files))
+            from codesearch.ann import maintain
+
+            maintain(self)  # past ann.ANN_MIN_ROWS rows: a vector index, trusted once its recall is measured
         self.write_meta(replace_meta(self.meta, updated_at=time.time(), complete=True, tables=self.tables))
-        (self.path / self.tables / _PENDING).unlink(missing_ok=True)  # named in meta.json now
+        self._clear_pending()  # named in meta.json now
         self.drop_old_generations()
+
+    def _clear_pending(self) -> None:
+        (self.path / self.tables / _PENDING).unlink(missing_ok=True)
 
     # --- queries ---------------------------------------------------------------------------------
 
@@ -412,12 +479,22 @@ class Store:
         """Nearest rows by cosine distance (`_distance` = 1 - cosine), nearest first.
 
         Without a filter, an exact search over the vectors held in memory (measured: ~8 ms for 116k
-        x 256 where LanceDB's flat scan took ~210 ms); with one, LanceDB's prefiltered search.
+        x 256 where LanceDB's flat scan took ~210 ms); with one, LanceDB's exact prefiltered search.
+        Past ann.ANN_MIN_ROWS rows, the vector index with the search settings its measured recall
+        was found good enough with (ann.py), filtered or not.
         """
-        if where:
-            query = self.chunks.search(vector.astype(np.float32), vector_column_name="vector")
-            query = query.distance_type("cosine").where(where, prefilter=True)
-            return query.select(_HIT_COLUMNS + ["_distance"]).limit(limit).to_list()
+        vector_index = self._trusted_vector_index()
+        if where or vector_index is not None:
+            if vector_index is not None:
+                from codesearch.ann import ann_query
+
+                query = ann_query(self.chunks, vector, limit, vector_index.nprobes, vector_index.refine_factor)
+            else:  # exact, even where an index exists that was not trusted
+                query = self.chunks.search(vector.astype(np.float32), vector_column_name="vector")
+                query = query.distance_type("cosine").bypass_vector_index()
+            if where:
+                query = query.where(where, prefilter=True)
+            return query.select(self._hit_columns() + ["_distance"]).limit(limit).to_list()
         ids, matrix = self._vector_matrix()
         if not ids:
             return []
@@ -425,12 +502,23 @@ class Store:
         n = min(limit, len(ids))
         top = np.argpartition(-scores, n - 1)[:n]
         top = top[np.argsort(-scores[top], kind="stable")]
-        rows = self.chunks.take_offsets([int(i) for i in top]).select(_HIT_COLUMNS + ["id"]).to_list()
+        rows = self.chunks.take_offsets([int(i) for i in top]).select(self._hit_columns() + ["id"]).to_list()
         by_id = {row["id"]: row for row in rows}
         if len(by_id) != n or any(ids[i] not in by_id for i in top):  # offsets moved: fetch by id
-            found = self.chunks.search().where(sql_in("id", [ids[i] for i in top])).select(_HIT_COLUMNS + ["id"])
+            found = self.chunks.search().where(sql_in("id", [ids[i] for i in top])).select(self._hit_columns() + ["id"])
             by_id = {row["id"]: row for row in found.limit(None).to_list()}
         return [dict(by_id[ids[i]], _distance=float(1.0 - scores[i])) for i in top if ids[i] in by_id]
+
+    def _trusted_vector_index(self):
+        """The generation's vector index when its measured recall is good enough and the table is big
+        enough for it to be faster than exact search; else None."""
+        if self._ann is None or self._ann[0] != self.tables:
+            from codesearch.ann import ANN_MIN_ROWS, load
+
+            found = load(self)
+            usable = found is not None and found.trusted and self.chunks.count_rows() >= ANN_MIN_ROWS
+            self._ann = (self.tables, found if usable else None)
+        return self._ann[1]
 
     @_guarded
     def _vector_matrix(self) -> tuple[list[str], np.ndarray]:
@@ -452,7 +540,7 @@ class Store:
         query = self.chunks.search(text, query_type="fts", fts_columns="lexical")
         if where:
             query = query.where(where, prefilter=True)
-        return query.select(_HIT_COLUMNS + ["_score"]).limit(limit).to_list()
+        return query.select(self._hit_columns() + ["_score"]).limit(limit).to_list()
 
     @_guarded
     def chunks_at(self, path: str, line: int) -> list[dict]:
@@ -460,7 +548,7 @@ class Store:
         rows = (
             self.chunks.search()
             .where(f"path = {sql_str(path)} AND window = 0 AND start_line <= {line} AND end_line >= {line}")
-            .select(_HIT_COLUMNS + ["vector"])
+            .select(self._hit_columns() + ["vector"])
             .limit(None)
             .to_list()
         )
@@ -469,7 +557,7 @@ class Store:
     @_guarded
     def chunk_windows(self, path: str) -> list[dict]:
         """Every window row of every chunk of `path`, with its vector."""
-        query = self.chunks.search().where(f"path = {sql_str(path)}").select(_HIT_COLUMNS + ["vector"])
+        query = self.chunks.search().where(f"path = {sql_str(path)}").select(self._hit_columns() + ["vector"])
         return query.limit(None).to_list()
 
     @_guarded
@@ -502,6 +590,20 @@ _HIT_COLUMNS = [
     "chunk_id", "window", "path", "language", "kind", "name", "signature",
     "docstring", "start_line", "end_line", "code", "content_hash",
 ]
+
+
+def _retention(table) -> timedelta:
+    """How old a table version must be to be deleted: every version replaced less than
+    _RETIRE_AFTER_S ago is kept, so a reader that opened it (however long ago it was made) can
+    finish. Ages are taken from the newest version's time, which this write has just made."""
+    versions = sorted(table.list_versions(), key=lambda v: v["version"])
+    keep_from = versions[-1]["timestamp"]
+    newest = versions[-1]["timestamp"]
+    for older, newer in zip(versions, versions[1:]):
+        if (newest - newer["timestamp"]).total_seconds() < _RETIRE_AFTER_S:
+            keep_from = older["timestamp"]
+            break
+    return timedelta(seconds=max(_RETIRE_AFTER_S, (newest - keep_from).total_seconds() + _RETIRE_AFTER_S))
 
 
 def replace_meta(meta: IndexMeta, **changes) -> IndexMeta:

@@ -24,6 +24,30 @@ def test_rrf_fuse_rewards_agreement():
     assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
 
 
+def test_rrf_fuse_weights_each_ranking():
+    fused = rrf_fuse([["a", "b"], ["b", "a"]], weights=[0.2, 1.0])
+    assert [item for item, _ in fused] == ["b", "a"]
+    assert fused[0][1] == pytest.approx(0.2 / 62 + 1 / 61)
+
+
+def test_hybrid_weighs_the_model_as_its_folder_says(repo, tiny_model, tmp_path):
+    import dataclasses
+    import shutil
+
+    from codesearch.config import Settings
+    from codesearch.model import ModelFolder
+
+    muted = tmp_path / "muted"
+    shutil.copytree(tiny_model, muted)
+    dataclasses.replace(ModelFolder.read(muted), path=muted, hybrid_weight=0.0).write()
+    settings = Settings(model=str(muted), threads=1)
+    build_index(repo, settings)
+    index = Index.open(repo, settings)
+    lexical = [(h.path, h.start_line) for h in index.search("parse json", 5, mode="lexical")]
+    hybrid = [(h.path, h.start_line) for h in index.search("parse json", 5, mode="hybrid")]
+    assert hybrid[: len(lexical)] == lexical  # a model of weight 0 only adds what full text lacks
+
+
 def test_lexical_search_splits_identifiers(index):
     hits = index.search("parse json", 3, mode="lexical")
     assert hits[0].name == "parse_json"

@@ -87,3 +87,26 @@ def test_in_memory_vector_search_matches_lancedb_and_follows_writes(store):
     assert "newcomer" in {r["name"] for r in store.vector_search(query, 20, None)}
     store.delete_files(["a.py"])
     assert {r["name"] for r in store.vector_search(query, 20, None)} == {"newcomer"}
+
+
+def test_a_reader_of_an_old_version_survives_the_next_write(store, monkeypatch):
+    # Versions are kept for a while after they are replaced, however old they are: an index idle
+    # for longer than that, opened by a reader just before a write, must still read to the end.
+    import codesearch.store as store_module
+
+    monkeypatch.setattr(store_module, "_RETIRE_AFTER_S", 1.0)
+    state = lambda p: FileState(p, 1, 1, "sha", "python", 1)  # noqa: E731
+    for i in range(3):
+        store.replace_files([f"f{i}.py"], [_row(f"f{i}.py", f"fn{i}")], [state(f"f{i}.py")])
+    store.finish()
+    time.sleep(2.5)  # the index sits idle past the retention time
+    reader = Store.open(store.path)
+    old = reader.chunks  # pinned to the version it opened
+    store.replace_files(["f0.py"], [_row("f0.py", "changed")], [state("f0.py")])
+    store.finish()  # compacts and cleans up old versions
+    assert old.version in {v["version"] for v in store.chunks.list_versions()}  # its files stay
+    assert sorted(old.to_arrow()["name"].to_pylist()) == ["fn0", "fn1", "fn2"]
+    time.sleep(1.5)
+    store.replace_files(["f1.py"], [_row("f1.py", "again")], [state("f1.py")])
+    store.finish()  # now the reader's version was replaced long enough ago to go
+    assert min(v["version"] for v in store.chunks.list_versions()) > old.version

@@ -57,6 +57,11 @@ def test_all_stages_write_their_outputs(chain):
     assert f"{stats['pairs']['train']} training and {stats['pairs']['valid']} validation pairs" in card
     results = json.loads((run / "eval" / "exported.valid.json").read_text(encoding="utf-8"))
     assert set(results["valid"]) == {"queries", "docs", "bm25", "model", "hybrid"}
+    # eval calibrates the exported model's fusion weight on the validation split and files its figures
+    contract = json.loads((run / "model" / "codesearch.json").read_text(encoding="utf-8"))
+    assert contract["hybrid_weight"] == results["hybrid_weight"]
+    card = (run / "model" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "## Evaluation" in card and f"| {results['valid']['bm25']['mrr']:.3f} |" in card
 
 
 def test_training_losses_go_down(chain):

@@ -116,3 +116,18 @@ def test_evaluate_through_the_engine_encoder(tmp_path):
     valid = [{"query": f"query {i}", "code": f"def f{i}(x):\n    return x + {i}"} for i in range(5)]
     results = evaluate(embed, ["valid"], None, valid_pairs=valid)
     assert results["valid"]["queries"] == 5 and 0.0 < results["valid"]["model"]["mrr"] <= 1.0
+
+
+def test_a_model_weaker_than_bm25_gets_a_lower_hybrid_weight():
+    rng = np.random.default_rng(0)
+
+    def noise(texts, kind):  # a model that knows nothing
+        return [v[None, :] / np.linalg.norm(v) for v in rng.normal(size=(len(texts), 16))]
+
+    valid = [{"query": f"{verb} the {thing}", "code": f"def {verb}_{thing}(x):\n    return {verb}({thing}, x)"}
+             for verb in ("read", "write", "sort", "parse", "merge") for thing in ("file", "list", "tree", "queue")]
+    results = evaluate(noise, ["valid"], None, valid_pairs=valid)
+    assert results["hybrid_weight"] < 1.0
+    assert results["valid"]["hybrid"]["mrr"] >= results["valid"]["bm25"]["mrr"] - 0.05
+    fixed = evaluate(noise, ["valid"], None, valid_pairs=valid, hybrid_weight=1.0)
+    assert fixed["hybrid_weight"] == 1.0

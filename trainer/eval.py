@@ -5,7 +5,9 @@
     ojclone  OJClone dev: each of 3,500 C programs queries all the others            MAP@R, MRR
 
 BM25 is bm25s over `codesearch.lexical.identifier_tokens` (the engine's lexical tokens); hybrid is
-`codesearch.search.rrf_fuse` of the model's and BM25's top `depth` rankings. An embedder maps
+`codesearch.search.rrf_fuse` of the model's and BM25's top `depth` rankings, the model's weighted
+by the model folder's `hybrid_weight`. With "valid" among the sets that weight is calibrated there
+(held-out training repositories, never the bench): the grid value with the best validation MRR. An embedder maps
 (texts, kind) to one [windows, D] array per text, as `codesearch.model.Encoder.embed_texts` does;
 a text's score is its best window's ("max", as the engine ranks) or its mean vector's ("mean").
 """
@@ -27,6 +29,7 @@ from codesearch.search import rrf_fuse
 Embedder = Callable[[list[str], str], list[np.ndarray]]
 SETS = ("valid", "cosqa", "ojclone")
 FUSE_DEPTH = 1000  # the engine fuses candidate lists, not whole corpora; R <= 499 on ojclone
+HYBRID_WEIGHTS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # the grid `calibrate_hybrid_weight` tries
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -220,8 +223,9 @@ def score_set(s: EvalSet, scores: np.ndarray) -> tuple[dict[str, float], np.ndar
     return metrics, rankings[:, :FUSE_DEPTH]
 
 
-def fused_metrics(s: EvalSet, model_rankings: np.ndarray, bm25_rankings: np.ndarray) -> dict[str, float]:
-    fused = [[item for item, _ in rrf_fuse([m.tolist(), b.tolist()])] for m, b in zip(model_rankings, bm25_rankings)]
+def fused_metrics(s: EvalSet, model_rankings: np.ndarray, bm25_rankings: np.ndarray, weight: float = 1.0) -> dict[str, float]:
+    fused = [[item for item, _ in rrf_fuse([m.tolist(), b.tolist()], weights=[weight, 1.0])]
+             for m, b in zip(model_rankings, bm25_rankings)]
     if s.is_clone:
         labels = np.asarray(s.labels)
         ranks = [first_relevant_rank(r, set(np.flatnonzero(labels == labels[i])) - {i}) for i, r in enumerate(fused)]
@@ -229,12 +233,22 @@ def fused_metrics(s: EvalSet, model_rankings: np.ndarray, bm25_rankings: np.ndar
     return mrr_recall([first_relevant_rank(r, rel) for r, rel in zip(fused, s.relevant)])
 
 
+def calibrate_hybrid_weight(s: EvalSet, model_rankings: np.ndarray, bm25_rankings: np.ndarray) -> float:
+    """The model's fusion weight with the best MRR on `s` (the validation set), ties to the larger."""
+    mrr = {w: fused_metrics(s, model_rankings, bm25_rankings, w)["mrr"] for w in HYBRID_WEIGHTS}
+    return max(HYBRID_WEIGHTS, key=lambda w: (round(mrr[w], 6), w))
+
+
 def evaluate(embedder: Embedder | None, sets: Sequence[str], bench_dir: Path | None, *,
              valid_pairs: list[dict] | None = None, aggregate: str = "max", max_valid: int = 2000,
-             log: Callable[[str], None] = lambda msg: None) -> dict:
-    """{set: {"queries", "docs", "model", "bm25", "hybrid"}}; model and hybrid are absent without an embedder."""
-    results = {}
-    for name in sets:
+             hybrid_weight: float | None = None, log: Callable[[str], None] = lambda msg: None) -> dict:
+    """{set: {"queries", "docs", "model", "bm25", "hybrid"}, "hybrid_weight": w}; model, hybrid and
+    the weight are absent without an embedder. `hybrid_weight` None: calibrated on "valid" when it
+    is among the sets (evaluated first), else 1.0."""
+    results: dict = {}
+    if embedder is not None and hybrid_weight is None and "valid" not in sets:
+        hybrid_weight = 1.0
+    for name in sorted(sets, key=lambda n: n != "valid"):
         s = load_set(name, bench_dir, valid_pairs, max_valid)
         queries = s.docs if s.is_clone else s.queries
         log(f"eval {name}: {len(queries)} queries, {len(s.docs)} docs")
@@ -244,8 +258,13 @@ def evaluate(embedder: Embedder | None, sets: Sequence[str], bench_dir: Path | N
             code_vectors = embedder(s.docs, "code")
             query_vectors = code_vectors if s.is_clone else embedder(s.queries, "query")
             result["model"], model_rankings = score_set(s, similarity(query_vectors, code_vectors, aggregate))
-            result["hybrid"] = fused_metrics(s, model_rankings, bm25_rankings)
+            if hybrid_weight is None:  # name == "valid"
+                hybrid_weight = calibrate_hybrid_weight(s, model_rankings, bm25_rankings)
+                log(f"eval: hybrid weight {hybrid_weight} (best validation MRR of {HYBRID_WEIGHTS})")
+            result["hybrid"] = fused_metrics(s, model_rankings, bm25_rankings, hybrid_weight)
         results[name] = result
+    if embedder is not None:
+        results["hybrid_weight"] = hybrid_weight
     return results
 
 
@@ -254,10 +273,13 @@ def print_report(results: dict, title: str = "retrieval") -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    weight = results.get("hybrid_weight")
+    table = Table(title=title if weight is None else f"{title} (hybrid: model weight {weight})")
     for column in ("set", "metric", "model", "BM25", "hybrid"):
         table.add_column(column, justify="left" if column in ("set", "metric") else "right")
     for name, result in results.items():
+        if not isinstance(result, dict):
+            continue
         for metric in result["bm25"]:
             cells = [f"{result[k][metric]:.3f}" if k in result else "-" for k in ("model", "bm25", "hybrid")]
             table.add_row(f"{name} ({result['queries']}q/{result['docs']}d)", metric, *cells)

@@ -168,12 +168,16 @@ def run_eval(recipe: Recipe | None, bench_dir: Path | None, log: Log, *, model: 
     """
     from trainer.eval import evaluate, onnx_embedder, print_report, torch_embedder
 
+    from codesearch.model import ModelFolder
+
     sets = sets or (recipe.eval.sets if recipe else ["cosqa", "ojclone"])
     embedder, label = None, "bm25"
+    weight, calibrate = None, None  # a given folder keeps its hybrid weight; the recipe's export is calibrated
     if model is not None:
         embedder, label = onnx_embedder(model), Path(model).name
+        weight = ModelFolder.read(model).hybrid_weight
     elif recipe is not None and (recipe.export_dir / "codesearch.json").is_file():
-        embedder, label = onnx_embedder(recipe.export_dir), "exported"
+        embedder, label, calibrate = onnx_embedder(recipe.export_dir), "exported", recipe.export_dir
     elif recipe is not None and (recipe.stage_dir("contrastive") / "final" / "encoder.json").is_file():
         from trainer.model import Encoder
         from trainer.tokenizer import load_tokenizer
@@ -195,12 +199,38 @@ def run_eval(recipe: Recipe | None, bench_dir: Path | None, log: Log, *, model: 
         valid = read_jsonl(_data_file(recipe, "pairs-valid.jsonl")) if recipe is not None and "valid" in sets else None
         results = evaluate(embedder, sets, bench_dir, valid_pairs=valid,
                            aggregate=recipe.eval.aggregate if recipe else "max",
-                           max_valid=recipe.eval.max_valid if recipe else 2000, log=log)
+                           max_valid=recipe.eval.max_valid if recipe else 2000, hybrid_weight=weight, log=log)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             write_json(out, results)
+    if calibrate is not None and "valid" in results:
+        folder = ModelFolder.read(calibrate)
+        if folder.hybrid_weight != results["hybrid_weight"]:
+            dataclasses.replace(folder, hybrid_weight=results["hybrid_weight"]).write()
+            log(f"eval: hybrid_weight {results['hybrid_weight']} written to {calibrate / 'codesearch.json'}")
+        write_card_metrics(calibrate / "MODEL_CARD.md", results)
     print_report(results, title=f"retrieval: {label}")
     return results
+
+
+def write_card_metrics(card: Path, results: dict) -> None:
+    """Put the figures of `results` in the model card's "## Evaluation" section (replacing an old one)."""
+    text = card.read_text(encoding="utf-8") if card.is_file() else ""
+    if "\n## Evaluation\n" in text:
+        head, _, rest = text.partition("\n## Evaluation\n")
+        after = rest.find("\n## ")
+        text = head + (rest[after:] if after >= 0 else "\n")
+    lines = ["", "## Evaluation", "",
+             "`python -m trainer eval` on the exported model as shipped; hybrid is the engine's fusion of the model "
+             f"with BM25, the model weighted {results.get('hybrid_weight', 1.0)} (calibrated on the validation "
+             "split, never on the bench).", "",
+             "| set | metric | model | BM25 | hybrid |", "| --- | --- | --- | --- | --- |"]
+    for name, result in results.items():
+        if isinstance(result, dict):
+            for metric in result["bm25"]:
+                cells = [f"{result[k][metric]:.3f}" if k in result else "-" for k in ("model", "bm25", "hybrid")]
+                lines.append(f"| {name} ({result['queries']} queries, {result['docs']} docs) | {metric} | " + " | ".join(cells) + " |")
+    card.write_text(text.rstrip("\n") + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
 
 
 def corpus_texts(recipe: Recipe, max_chars: int = 0) -> list[str]:

@@ -1,0 +1,1 @@
+"""The default model shipped with codesearch: one folder per model, installed as `codesearch.models`."""
