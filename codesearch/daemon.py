@@ -13,6 +13,10 @@ Linux, where niceness is per thread), embeds with its own ONNX Runtime session c
 Queries embed with a second session, made before the worker lowers its priority, so that neither
 its threads nor LanceDB's runtime inherit the lower priority.
 
+An index in object storage (`index_dir = "s3://..."`) is served read-only: it has one writer
+elsewhere (a CI job, `codesearch index --index s3://...`), so the LiveIndex opens it `live`, sees
+that writer's commits, and neither watches the tree nor writes.
+
 No LSP here: the language server listens through a `Listener`.
 """
 
@@ -79,6 +83,7 @@ class LiveIndex:
         self.listener = listener or Listener()
         self.watch = watch
         self.index_path = settings.index_path(self.root)
+        self.read_only = settings.remote_index  # served, never written (see the module's docstring)
         self.state = "starting"  # starting | building | updating | idle | stopped
         self.last_error = ""
         self.last_report: IndexReport | None = None
@@ -101,6 +106,10 @@ class LiveIndex:
     def start(self) -> None:
         """Start the worker (it loads the model, opens the index left by an earlier run so queries work
         at once, then brings it up to date) and the watcher."""
+        if self.read_only:
+            self._thread = threading.Thread(target=self._serve_remote, name=self._thread.name, daemon=True)
+            self._thread.start()
+            return
         self.sync()
         self._thread.start()
         if self.watch:
@@ -140,6 +149,8 @@ class LiveIndex:
     def changed(self, paths: Iterable[str | os.PathLike[str]]) -> None:
         """Re-index these files (absolute, or relative to the root) once none of them changed for
         `debounce` seconds; what they are now on disk is what gets indexed."""
+        if self.read_only:
+            return  # its writer indexes them
         now = time.monotonic()
         with self._cond:
             for path in paths:
@@ -158,6 +169,13 @@ class LiveIndex:
     def sync(self) -> Future[IndexReport]:
         """Walk the whole tree (incrementally: only changed files are read) as soon as the worker is free."""
         future: Future[IndexReport] = Future()
+        if self.read_only:  # nothing to walk: reopen at the writer's latest generation instead
+            self._serve_remote()
+            future.set_exception(CodesearchError(
+                f"the index of {self.root} is in object storage ({self.settings.index_dir}) and read-only here "
+                "(reopened at its latest version): it is updated by `codesearch index --index` where it is written"
+            ))
+            return future
         with self._cond:
             self._full_waiters.append(future)
             self._full_due = time.monotonic()
@@ -188,6 +206,16 @@ class LiveIndex:
                 if full is None:
                     return
             self._run(full, paths, waiters)
+
+    def _serve_remote(self) -> None:
+        """Open the object-storage index for queries; it follows its writer's commits by itself."""
+        try:
+            self._index = Index.open(self.root, self.settings, live=True, encoder=self._load_encoder())
+            self.state = "idle"
+        except Exception as exc:  # noqa: BLE001 - reported through status and the listener, as a failed run is
+            self.last_error = str(exc)
+            self.state = "stopped"
+            self.listener.failed(self.last_error)
 
     def _next_job(self) -> tuple[bool | None, list[str], list[Future[IndexReport]]]:
         """Wait (holding the condition) for work that is due: (full walk?, paths, waiters), or None to stop."""

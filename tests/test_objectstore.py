@@ -106,3 +106,34 @@ def test_storage_options_from_the_environment(env, expected):
 def test_plain_http_to_another_host_is_refused():
     with pytest.raises(CodesearchError, match="plain HTTP"):
         storage_options({"CODESEARCH_S3_ENDPOINT": "http://minio.internal:9000"})
+
+
+def test_the_language_server_serves_an_index_in_s3_read_only(run, repo, bucket, tiny_model):
+    import time
+
+    from codesearch.config import Settings
+    from codesearch.daemon import LiveIndex
+
+    remote = f"{bucket}/shared"
+    assert run("index", str(repo), "--index", remote)[0] == 0
+    live = LiveIndex(repo, Settings(model=str(tiny_model), threads=1, index_dir=remote), debounce=0.05)
+    live.start()
+    try:
+        deadline = time.monotonic() + 120
+        while live.index is None and not live.last_error and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert live.index is not None, live.last_error
+        assert live.read_only and live.state == "idle" and live._observer is None  # no watcher
+        assert live.index.search("parse json", 3, mode="lexical")[0].name == "parse_json"
+
+        (repo / "py" / "extra.py").write_text("def tally_widgets(items):\n    return sum(1 for _ in items)\n")
+        live.changed([repo / "py" / "extra.py"])  # not ours to index
+        with pytest.raises(CodesearchError, match="read-only"):
+            live.sync().result(timeout=60)
+        assert not live.index.search("tally widgets", 5, mode="lexical")
+
+        assert run("index", str(repo), "--index", remote)[0] == 0  # the one writer, elsewhere
+        hits = live.index.search("tally widgets", 5, mode="lexical")  # seen without reopening
+        assert hits and hits[0].name == "tally_widgets"
+    finally:
+        live.close()
