@@ -245,7 +245,9 @@ def _may_ask(args: argparse.Namespace, settings: Settings, root: Path, err: Cons
         interactive = sys.stdin is not None and sys.stdin.isatty()
     except ValueError:  # stdin was closed
         interactive = False
-    return interactive and not (settings.index_path(root.resolve()) / "meta.json").is_file()
+    from codesearch.objectstore import index_exists
+
+    return interactive and not index_exists(settings.index_location(root.resolve()))
 
 
 def _confirm(plan: IndexPlan, err: Console) -> bool:

@@ -52,6 +52,16 @@ def open_store(location: str | Path, *, create: bool = False, live: bool = False
     return Store.open(Path(location), create=create, live=live)
 
 
+def index_exists(location: str | Path) -> bool:
+    """Whether an index has been written at a folder path or object-storage URI (reads no tables)."""
+    if not is_remote(location):
+        return (Path(location) / _META).is_file()
+    try:
+        return ObjectStore(str(location).rstrip("/"), None, None)._read_meta() is not None
+    except CodesearchError:
+        return False
+
+
 def empty_store(location: str | Path) -> Store:
     """A store with no tables open yet, for a writer that will `begin` a new generation in it."""
     return ObjectStore(str(location), None, None) if is_remote(location) else Store(Path(location), None, None)

@@ -23,6 +23,7 @@ from codesearch.errors import CodesearchError
 from codesearch.files import SkipFile, SourceFile, read_source, screen_secrets, walk
 from codesearch.indexer import check_languages, walk_options
 from codesearch.model import Encoder, resolve_model
+from codesearch.objectstore import index_exists
 
 SAMPLE_SEED = 0  # the sample is the same on every run of the same tree
 SPEED_SAMPLE = 48  # functions embedded to measure the speed
@@ -135,7 +136,7 @@ def plan_index(
     total = sum(lang.functions for lang in languages.values())
     plan = IndexPlan(
         root=str(root),
-        index_exists=(settings.index_path(root) / "meta.json").is_file(),
+        index_exists=index_exists(settings.index_location(root)),
         files=tuple(walked.files),
         skipped=Counter(walked.skipped),
         skipped_paths=tuple(walked.skipped_paths),

@@ -137,3 +137,10 @@ def test_the_language_server_serves_an_index_in_s3_read_only(run, repo, bucket, 
         assert hits and hits[0].name == "tally_widgets"
     finally:
         live.close()
+
+
+def test_a_dry_run_knows_an_index_in_s3(run, repo, bucket):
+    remote = f"{bucket}/planned"
+    assert json.loads(run("index", str(repo), "--index", remote, "--dry-run", "--json")[1])["index_exists"] is False
+    assert run("index", str(repo), "--index", remote)[0] == 0
+    assert json.loads(run("index", str(repo), "--index", remote, "--dry-run", "--json")[1])["index_exists"] is True
