@@ -30,8 +30,7 @@ from codesearch.config import Settings
 from codesearch.errors import CodesearchError
 from codesearch.files import SourceFile
 from codesearch.indexer import (
-    Embed, IndexReport, Progress, _open_store, _Pending, _read_candidates, _Run, embed_chunks, scope_to_repo,
-    writer_lock,
+    Embed, IndexReport, Progress, _Pending, _read_candidates, _Run, embed_chunks, walk_into_index,
 )
 from codesearch.model import Encoder, resolve_model
 from codesearch.store import FileState
@@ -204,10 +203,4 @@ def build_index_on_cluster(
     connect(address)
     run = _ClusterRun.start(root, settings, None, progress, batch_chunks)
     run.workers = workers or default_workers()
-    index_path = run.report.index_path
-    with writer_lock(index_path):
-        store, _ = _open_store(index_path, run.folder, settings, rebuild, run.report)
-        scope_to_repo(store, settings, run.root)
-        run.sync_tree(store)
-    run.report.seconds = time.perf_counter() - started
-    return run.report
+    return walk_into_index(run, settings, rebuild, started)

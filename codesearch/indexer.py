@@ -337,7 +337,11 @@ def build_index(
     and committed together.
     """
     started = time.perf_counter()
-    run = _Run.start(root, settings, encoder, progress, batch_chunks)
+    return walk_into_index(_Run.start(root, settings, encoder, progress, batch_chunks), settings, rebuild, started)
+
+
+def walk_into_index(run: "_Run", settings: Settings, rebuild: bool, started: float) -> IndexReport:
+    """Under the writer lock: open (or rebuild) the index and bring it in line with the whole tree."""
     index_path = run.report.index_path
     with writer_lock(index_path):
         store, _ = _open_store(index_path, run.folder, settings, rebuild, run.report)
