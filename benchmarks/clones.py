@@ -1,5 +1,6 @@
 """Clone detection: planted clones by type against jscpd and pylint, MAP@R on OJClone, and speed at scale.
 
+    pip install -e ".[bench]"   # pylint; jscpd comes from npm through npx
     python benchmarks/clones.py [--model PATH] [--jscpd CMD] [--ojclone FILE] [--scale 10000,100000]
 
 Prints:

@@ -98,7 +98,8 @@ class LiveIndex:
         self._stopping = False
         self._failures = 0  # failed runs in a row
         self._rebuild = False  # start the index over on the next run
-        self._thread = threading.Thread(target=self._work, name=f"codesearch index {self.root.name}", daemon=True)
+        worker = self._serve_remote if self.read_only else self._work
+        self._thread = threading.Thread(target=worker, name=f"codesearch index {self.root.name}", daemon=True)
         self._observer = None
 
     # --- the owner's side ------------------------------------------------------------------------
@@ -107,7 +108,6 @@ class LiveIndex:
         """Start the worker (it loads the model, opens the index left by an earlier run so queries work
         at once, then brings it up to date) and the watcher."""
         if self.read_only:
-            self._thread = threading.Thread(target=self._serve_remote, name=self._thread.name, daemon=True)
             self._thread.start()
             return
         self.sync()

@@ -597,8 +597,7 @@ def _retention(table) -> timedelta:
     _RETIRE_AFTER_S ago is kept, so a reader that opened it (however long ago it was made) can
     finish. Ages are taken from the newest version's time, which this write has just made."""
     versions = sorted(table.list_versions(), key=lambda v: v["version"])
-    keep_from = versions[-1]["timestamp"]
-    newest = versions[-1]["timestamp"]
+    newest = keep_from = versions[-1]["timestamp"]
     for older, newer in zip(versions, versions[1:]):
         if (newest - newer["timestamp"]).total_seconds() < _RETIRE_AFTER_S:
             keep_from = older["timestamp"]
