@@ -24,6 +24,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -181,6 +182,19 @@ def is_index_dir(path: Path) -> bool:
     return (path / "meta.json").is_file()
 
 
+_OUR_FILE = re.compile(r"(?:meta\.json|write\.lock|secret-rules(?:-[0-9a-f]{16})?|vector-index\.json|CACHEDIR\.TAG)(?:\.tmp)?")
+
+
+def _only_our_leftovers(path: Path) -> bool:
+    """Whether every entry of `path` is something codesearch writes there: what is left when the
+    folder is deleted (`rm -rf`) while a writer is still putting generation files in it."""
+    try:
+        return all(e.name == "db" or e.name.startswith("db-") if e.is_dir() else bool(_OUR_FILE.fullmatch(e.name))
+                   for e in path.iterdir())
+    except OSError:
+        return False
+
+
 def claim_index_dir(path: Path) -> None:
     """Create the index folder user-only, or check that an existing one is ours: codesearch never
     writes in, or deletes from, a folder it did not make (an `index_dir` pointing at user files)."""
@@ -188,7 +202,7 @@ def claim_index_dir(path: Path) -> None:
         if not path.is_dir():
             raise CodesearchError(f"index location {path} is a file, not a folder")
         if not is_index_dir(path):
-            if any(path.iterdir()):
+            if any(path.iterdir()) and not _only_our_leftovers(path):
                 raise CodesearchError(
                     f"{path} is not a codesearch index and is not empty: refusing to write there "
                     "(choose another index_dir)"

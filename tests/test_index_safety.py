@@ -139,6 +139,22 @@ def test_a_foreign_index_dir_is_never_written(run, repo):
     assert sorted(p.name for p in user_dir.iterdir()) == ["db", "meta.txt"]
 
 
+def test_an_index_dir_deleted_while_written_is_taken_back(run, repo):
+    # `rm -rf .codesearch` racing a writer can leave only generation files, without the marker.
+    assert run("index", str(repo))[0] == 0
+    index = repo / ".codesearch"
+    for name in ("CACHEDIR.TAG", "meta.json"):
+        (index / name).unlink()
+    code, _, err = run("index", str(repo))
+    assert code == 0, err
+    assert (index / "CACHEDIR.TAG").is_file() and (index / "meta.json").is_file()
+    (index / "CACHEDIR.TAG").unlink()
+    (index / "meta.json").unlink()
+    (index / "notes.txt").write_text("a user's file", encoding="utf-8")  # then it is not ours alone
+    code, _, err = run("index", str(repo))
+    assert code == 2 and "not a codesearch index" in err
+
+
 def test_index_folder_and_generations_are_private(run, repo):
     old_umask = os.umask(0o022)
     try:
