@@ -14,6 +14,8 @@ Prints:
 - the time of the clone pass (find_clones) at each --scale, on an index of this repository's own code
   replicated by benchmarks/engine.py's scale_up: once as is (every function has many exact copies,
   the worst case for grouping), and the self-join alone on the same vectors with small noise added.
+- the time of the two token detectors (hashing, then overlap at the default --min-overlap) on the
+  distinct functions of the Python standard library (--overlap-corpus), where replication cannot help.
 Without --model the fixture uses the tiny random-weight test model: its types 1-2 figures come from
 token hashing and hold, its types 3-4 figures say nothing about a trained model.
 """
@@ -26,6 +28,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -45,7 +48,7 @@ from codesearch.search import Index  # noqa: E402
 HERE = Path(__file__).resolve().parent.parent
 FIXTURE = HERE / "tests" / "fixtures" / "clones_repo"
 OJCLONE = HERE.parent / "shared" / "bench" / "ojclone" / "programs-dev.jsonl"
-THRESHOLDS = (0.80, 0.85, 0.90, 0.95, 0.98, 0.99)
+THRESHOLDS = (0.80, 0.85, 0.90, 0.95, 0.98, 0.99, 1.0)  # 1.0: hashing and token overlap alone
 
 
 def functions_of(repo: Path) -> dict[str, list[tuple[int, int, str]]]:
@@ -190,6 +193,30 @@ def bench_scale(model: Path, work: Path, targets: list[int], threshold: float) -
               f"({len(pairs)} pairs) at --min-similarity {threshold}")
 
 
+def bench_overlap(root: Path) -> None:
+    """Token hashing and token overlap over every function of `root`'s Python files (5+ lines)."""
+    from codesearch.clones import DEFAULT_MIN_OVERLAP, DEFAULT_MIN_LINES, edited_pairs, hashed_pairs
+
+    functions = []
+    for file in sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts):
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        for c in chunk_text(text, "python", file.relative_to(root).as_posix()).chunks:
+            if c.kind != "class" and c.end_line - c.start_line + 1 >= DEFAULT_MIN_LINES:
+                functions.append({"path": c.path, "name": c.name, "language": "python", "code": c.code,
+                                  "content_hash": c.content_hash})
+    started = time.perf_counter()
+    hashed = hashed_pairs(functions)
+    lexed = time.perf_counter() - started
+    started = time.perf_counter()
+    edited = edited_pairs(functions, DEFAULT_MIN_OVERLAP)
+    overlap = time.perf_counter() - started
+    print(f"token detectors on {len(functions)} distinct functions ({root.name}): hashing {lexed:.1f}s "
+          f"({len(hashed)} pairs), overlap {overlap:.1f}s ({len(edited)} pairs at --min-overlap {DEFAULT_MIN_OVERLAP})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model folder (default: the tiny random test model)")
@@ -201,7 +228,9 @@ def main() -> None:
                              "functions 0.9-0.97 apart, which would join everything into one group)")
     parser.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)),
                         help="--min-similarity values tried on the fixture (comma-separated)")
-    parser.add_argument("--skip", action="append", default=[], choices=["fixture", "ojclone", "scale"])
+    parser.add_argument("--overlap-corpus", default=sysconfig.get_paths()["stdlib"],
+                        help="a folder of Python code for the token detectors' timing (default: the standard library)")
+    parser.add_argument("--skip", action="append", default=[], choices=["fixture", "ojclone", "scale", "overlap"])
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="codesearch-clones-bench-"))
@@ -222,6 +251,8 @@ def main() -> None:
                 print("OJClone MAP@R: skipped (needs --model and the data file)")
         if "scale" not in args.skip and args.scale:
             bench_scale(model, work, [int(n) for n in args.scale.split(",")], args.scale_min_similarity)
+        if "overlap" not in args.skip:
+            bench_overlap(Path(args.overlap_corpus))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

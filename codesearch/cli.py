@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     clones = commands.add_parser("clones", help="find duplicated functions (copies, renamed and rewritten ones)")
     clones.add_argument("path", nargs="?", default=".", help="only functions under this directory or file (default .)")
     clones.add_argument("--min-similarity", type=float, help="embedding similarity for a pair (default 0.95)")
+    clones.add_argument("--min-overlap", type=float,
+                        help="token overlap (Jaccard of abstracted 4-grams) for an edited copy (default 0.6; "
+                             "above 1 turns it off)")
     clones.add_argument("--min-lines", type=int, default=5, help="ignore functions shorter than this (default 5)")
     clones.add_argument("--lang", action="append", default=[], help="only this language (repeatable)")
     clones.add_argument("--path", dest="path_glob", action="append", default=[], metavar="GLOB",
@@ -393,7 +396,9 @@ def cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def cmd_clones(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from codesearch.clones import DEFAULT_MIN_SIMILARITY, CloneOptions, find_clones, write_baseline
+    from codesearch.clones import (
+        DEFAULT_MIN_OVERLAP, DEFAULT_MIN_SIMILARITY, CloneOptions, find_clones, write_baseline,
+    )
     from codesearch.reports import render
     from codesearch.search import Index
 
@@ -404,6 +409,7 @@ def cmd_clones(args: argparse.Namespace, out: Console, err: Console) -> int:
     under = start.resolve().relative_to(root).as_posix()
     options = CloneOptions(
         min_similarity=DEFAULT_MIN_SIMILARITY if args.min_similarity is None else args.min_similarity,
+        min_overlap=DEFAULT_MIN_OVERLAP if args.min_overlap is None else args.min_overlap,
         min_lines=args.min_lines, languages=tuple(args.lang), paths=tuple(args.path_glob),
         excludes=tuple(args.exclude), cross_language=args.cross_language, changed_since=args.changed_since,
         baseline=Path(args.baseline) if args.baseline else None, under="" if under == "." else under,

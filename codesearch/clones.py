@@ -1,9 +1,12 @@
 """Clone groups: functions that are copies of each other, found from the index alone.
 
-Two detectors feed one graph of function pairs:
+Three detectors feed one graph of function pairs:
 
 - token hashing (clone types 1 and 2): each function's code is lexed, comments dropped, identifiers
   and literals abstracted, and hashed; equal hashes are copies whatever their names and constants.
+- token overlap (type 3, copies edited after the copy): the same abstracted tokens cut into 4-grams;
+  pairs whose 4-gram sets overlap at least `min_overlap` (Jaccard), found by prefix filtering (each
+  function's rarest 4-grams index it, so only functions sharing one are compared), not all pairs.
 - embeddings (types 3 and 4, and 1-2 again): a nearest-neighbour self-join over the stored vectors,
   keeping pairs at least `min_similarity` alike. A function with several windows scores its best window.
 
@@ -22,6 +25,7 @@ import os
 import re
 import subprocess
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +37,13 @@ from codesearch.errors import CodesearchError
 # planted fixture; renamed and edited copies score above it, rewrites mostly below.
 DEFAULT_MIN_SIMILARITY = 0.95
 DEFAULT_MIN_LINES = 5
+# Jaccard of abstracted token 4-grams: the planted edited copies of tests/fixtures/clones_repo (renamed,
+# a statement added) overlap 0.65-0.74, its unrelated functions 0.21 at most; in asyncio's sources the
+# pairs at 0.6-0.7 are copy-pasted siblings (IocpProactor.recv/recvfrom, the transports' _fatal_error).
+DEFAULT_MIN_OVERLAP = 0.6
+SHINGLE = 4  # tokens per shingle of the overlap detector
+MIN_SHINGLES = 20  # fewer (a function of a few statements) is left to hashing: too little to call an edit
+COMMON_SHINGLE = 500  # a shingle in more functions than this is boilerplate: it proposes no pairs
 NEIGHBOURS = 20  # nearest rows kept per window row in the self-join: a function copied more often than
 # this still forms one group, because copies link through each other
 EXACT_JOIN_ROWS = 20_000  # up to this many window rows the join is exact (blocked matrix products)
@@ -53,14 +64,16 @@ class CloneMember:
 @dataclass(frozen=True)
 class CloneGroup:
     fingerprint: str   # sha1 of the members' sorted distinct content hashes
-    kind: str          # "exact" (type 1), "renamed" (type 2), "similar" (by embedding: types 3-4)
-    similarity: float  # the lowest similarity among the pairs that form the group (1.0 for hashed copies)
+    kind: str          # "exact" (type 1), "renamed" (type 2), "edited" (token overlap: type 3),
+                       # "similar" (embeddings only: types 3-4)
+    similarity: float  # the lowest embedding similarity among the group's pairs (1.0 for hashed copies)
     members: tuple[CloneMember, ...]  # sorted by path and line; the first is the group's location
 
 
 @dataclass(frozen=True)
 class CloneOptions:
     min_similarity: float = DEFAULT_MIN_SIMILARITY
+    min_overlap: float = DEFAULT_MIN_OVERLAP  # token 4-gram Jaccard for an edited copy (above 1: off)
     min_lines: int = DEFAULT_MIN_LINES
     languages: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()     # globs (or path prefixes) a function must match one of
@@ -87,6 +100,8 @@ def find_clones(index, options: CloneOptions = CloneOptions()) -> CloneReport:
     started = time.perf_counter()
     if not 0.0 < options.min_similarity <= 1.0:
         raise CodesearchError(f"--min-similarity must be in (0, 1], got {options.min_similarity}")
+    if not 0.0 < options.min_overlap:
+        raise CodesearchError(f"--min-overlap must be above 0 (above 1 turns it off), got {options.min_overlap}")
     if options.min_lines < 1:
         raise CodesearchError(f"--min-lines must be at least 1, got {options.min_lines}")
     baseline = read_baseline(options.baseline) if options.baseline else None
@@ -97,8 +112,15 @@ def find_clones(index, options: CloneOptions = CloneOptions()) -> CloneReport:
                           [f["language"] for f in functions] if not options.cross_language else None)
     for (a, b) in hashed_pairs(functions, options.cross_language):
         pairs[(a, b)] = 1.0
+    edited = set()
+    if options.min_overlap <= 1.0:
+        windows = _windows_of(owner)
+        for a, b in edited_pairs(functions, options.min_overlap, options.cross_language):
+            if (a, b) not in pairs:
+                pairs[(a, b)] = _best_cosine(vectors[windows(a)], vectors[windows(b)])
+                edited.add((a, b))
     pairs = _innermost(pairs, functions)
-    groups = _groups(pairs, functions)
+    groups = _groups(pairs, functions, edited)
 
     report = CloneReport(groups=groups, all_groups=groups, functions=len(functions), options=options)
     if changed is not None:
@@ -298,15 +320,15 @@ KEYWORDS = frozenset(
 )
 
 
-def token_hashes(code: str) -> tuple[str, str]:
-    """(exact, renamed) hashes of `code`: of its tokens without comments and whitespace (type 1),
-    and of the same tokens with identifiers -> I, strings -> S, numbers -> N (type 2)."""
+def abstract_tokens(code: str) -> tuple[list[str], list[str], list[str]]:
+    """`code`'s tokens without comments and whitespace; the same with identifiers -> I, strings -> S,
+    numbers -> N (keywords and operators kept); and the same again but with the names of called
+    functions and of attributes kept (`x.append(y)` -> I . append ( I )), which an edited copy
+    usually keeps while renaming its variables."""
     exact: list[str] = []
     renamed: list[str] = []
-    for match in _TOKEN.finditer(code):
-        kind, text = match.lastgroup, match.group()
-        if kind == "comment":
-            continue
+    matches = [(m.lastgroup, m.group()) for m in _TOKEN.finditer(code) if m.lastgroup != "comment"]
+    for kind, text in matches:
         exact.append(text)
         if kind == "string":
             renamed.append("S")
@@ -316,22 +338,159 @@ def token_hashes(code: str) -> tuple[str, str]:
             renamed.append("I")
         else:
             renamed.append(text)
-    digest = lambda tokens: hashlib.sha1("\0".join(tokens).encode("utf-8", "surrogatepass")).hexdigest()  # noqa: E731
-    return digest(exact), digest(renamed)
+    api = [exact[i] if t == "I" and ((i and exact[i - 1] == ".") or (i + 1 < len(exact) and exact[i + 1] == "("))
+           else t for i, t in enumerate(renamed)]
+    return exact, renamed, api
+
+
+def token_hashes(code: str) -> tuple[str, str]:
+    """(exact, renamed) hashes of `code`: of its tokens without comments and whitespace (type 1),
+    and of its abstracted tokens (type 2); see `abstract_tokens`."""
+    exact, renamed, _ = abstract_tokens(code)
+    return _digest(exact), _digest(renamed)
+
+
+def _digest(tokens: list[str]) -> str:
+    return hashlib.sha1("\0".join(tokens).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def hashed_pairs(functions: list[dict], cross_language: bool = False) -> list[tuple[int, int]]:
     """Pairs (a < b) of functions with equal renamed-token hashes, chained within each bucket (each row
-    keeps its (exact, renamed) hashes under "hashes" for grouping)."""
+    keeps its (exact, renamed) hashes under "hashes" for grouping, and its abstracted tokens' 4-grams
+    under "shingles" for `edited_pairs`)."""
     buckets: dict[tuple[str, str], list[int]] = {}
-    known: dict[str, tuple[str, str]] = {}  # by content hash: copies are lexed once
+    known: dict[str, tuple[tuple[str, str], frozenset]] = {}  # by content hash: copies are lexed once
     for i, row in enumerate(functions):
         if row["content_hash"] not in known:
-            known[row["content_hash"]] = token_hashes(row["code"])
-        row["hashes"] = known[row["content_hash"]]
+            exact, renamed, api = abstract_tokens(row["code"])
+            known[row["content_hash"]] = ((_digest(exact), _digest(renamed)), shingles(api))
+        row["hashes"], row["shingles"] = known[row["content_hash"]]
         _, renamed = row["hashes"]
         buckets.setdefault((renamed, "" if cross_language else row["language"]), []).append(i)
     return [(members[j], members[j + 1]) for members in buckets.values() for j in range(len(members) - 1)]
+
+
+# --- detector 3: token overlap -------------------------------------------------------------------
+
+
+def shingles(tokens: list[str], size: int = SHINGLE) -> frozenset:
+    """The set of `size`-token runs of `tokens` (hashed)."""
+    return frozenset(zlib.crc32("\0".join(tokens[i : i + size]).encode("utf-8", "surrogatepass"))
+                     for i in range(len(tokens) - size + 1))
+
+
+def edited_pairs(functions: list[dict], threshold: float, cross_language: bool = False) -> dict[tuple[int, int], float]:
+    """Pairs (a < b) whose 4-gram sets ("shingles", from `hashed_pairs`) have Jaccard >= `threshold`.
+
+    One function stands for each renamed-hash bucket (the others are its type-1/2 copies, already
+    paired with it), and only those with MIN_SHINGLES or more take part. Prefix filtering: with the
+    shingles of each set ordered rarest first, two sets with Jaccard >= t share one of their first
+    |s| - ceil(t |s|) + 1, so only functions sharing such a shingle are compared (a shingle held by
+    more than COMMON_SHINGLE functions proposes nothing: boilerplate). Candidates whose MinHash
+    estimate is more than 4 standard errors below the threshold are dropped unchecked (a pair at the
+    threshold is lost with odds of about 1 in 30,000); the rest are checked exactly. Returns the Jaccard of
+    each pair found.
+    """
+    picked: dict[tuple[str, str], int] = {}
+    for i, row in enumerate(functions):
+        if len(row["shingles"]) >= MIN_SHINGLES:
+            picked.setdefault((row["hashes"][1], "" if cross_language else row["language"]), i)
+    reps = np.array(sorted(picked.values()), dtype=np.int64)
+    if len(reps) < 2:
+        return {}
+    # Shingles as dense ids, rarest first: id order is (frequency, shingle) order.
+    sets = [np.fromiter(functions[i]["shingles"], dtype=np.int64) for i in reps]
+    sizes = np.array([len(x) for x in sets])
+    owner = np.repeat(np.arange(len(reps)), sizes)
+    values, dense = np.unique(np.concatenate(sets), return_inverse=True)
+    frequency = np.bincount(dense)
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[np.lexsort((values, frequency))] = np.arange(len(values))
+    ids = rank[dense]
+    order = np.lexsort((ids, owner))  # by set, rarest shingle first
+    owner, ids = owner[order], ids[order]
+    position = np.arange(len(ids)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    prefix = sizes - np.ceil(threshold * sizes - 1e-9).astype(np.int64) + 1
+    in_prefix = position < prefix[owner]
+    # Candidates: every two sets whose prefixes share a shingle that is not too common.
+    p_owner, p_ids = owner[in_prefix], ids[in_prefix]
+    by_shingle = np.lexsort((p_owner, p_ids))
+    p_owner, p_ids = p_owner[by_shingle], p_ids[by_shingle]
+    starts = np.flatnonzero(np.r_[True, p_ids[1:] != p_ids[:-1]])
+    counts = np.diff(np.r_[starts, len(p_ids)])
+    left, right = [], []
+    for count in np.unique(counts[(counts >= 2) & (counts <= COMMON_SHINGLE)]):
+        x, y = np.triu_indices(count, 1)
+        at = starts[counts == count][:, None]
+        left.append(p_owner[(at + x).ravel()])
+        right.append(p_owner[(at + y).ravel()])
+    if not left:
+        return {}
+    a, b = np.concatenate(left), np.concatenate(right)
+    small, large = np.minimum(sizes[a], sizes[b]), np.maximum(sizes[a], sizes[b])
+    keep = small >= threshold * large - 1e-9  # sizes alone rule the rest out
+    if not cross_language:
+        languages = np.unique([functions[i]["language"] for i in reps], return_inverse=True)[1]
+        keep &= languages[a] == languages[b]
+    key = np.unique(a[keep] * len(reps) + b[keep])
+    if not len(key):
+        return {}
+    a, b = key // len(reps), key % len(reps)
+    # Most candidates share a common shingle or two and little else: a MinHash estimate of their
+    # Jaccard (64 hashes, standard error <= 0.0625) drops those more than 4 errors below the threshold.
+    signature = _minhash(ids, sizes)
+    estimate = np.concatenate([(signature[a[s : s + 65536]] == signature[b[s : s + 65536]]).mean(axis=1)
+                               for s in range(0, len(a), 65536)])
+    close = estimate >= threshold - 0.25
+    a, b = a[close], b[close]
+    # Exact Jaccard: count the shingles each candidate pair shares, a block of pairs at a time.
+    bounds = np.r_[0, np.cumsum(sizes)]
+    found: dict[tuple[int, int], float] = {}
+    for start in range(0, len(a), 100_000):
+        ba, bb = a[start : start + 100_000], b[start : start + 100_000]
+        pair = np.arange(len(ba))
+        keys = np.concatenate([np.repeat(pair, sizes[ba]) * len(values) + ids[_ranges(bounds, ba)],
+                               np.repeat(pair, sizes[bb]) * len(values) + ids[_ranges(bounds, bb)]])
+        keys.sort()
+        shared = keys[1:][keys[1:] == keys[:-1]] // len(values)
+        common = np.bincount(shared, minlength=len(ba))
+        jaccard = common / (sizes[ba] + sizes[bb] - common)
+        for x in np.flatnonzero(jaccard >= threshold - 1e-9):
+            i, j = int(reps[ba[x]]), int(reps[bb[x]])
+            found[(min(i, j), max(i, j))] = round(float(jaccard[x]), 6)
+    return found
+
+
+def _minhash(ids: np.ndarray, sizes: np.ndarray, hashes: int = 64, seed: int = 0) -> np.ndarray:
+    """(sets, hashes) MinHash signatures of the sets laid end to end in `ids` (dense shingle ids;
+    sizes: the sets' lengths), each hash a random permutation of the ids."""
+    rng = np.random.default_rng(seed)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    span = int(ids.max()) + 1
+    out = np.empty((len(sizes), hashes), dtype=np.uint32)
+    for k in range(hashes):
+        out[:, k] = np.minimum.reduceat(rng.permutation(span).astype(np.uint32)[ids], starts)
+    return out
+
+
+def _ranges(bounds: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The concatenated index ranges bounds[r]:bounds[r + 1] of each of `rows`."""
+    lengths = bounds[rows + 1] - bounds[rows]
+    return np.repeat(bounds[rows] - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+
+
+def _windows_of(owner: np.ndarray):
+    """A function from an owner to the positions of its vector rows."""
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(int(owner.max(initial=-1)) + 2))
+    return lambda i: order[bounds[i] : bounds[i + 1]] if i + 1 < len(bounds) else order[:0]
+
+
+def _best_cosine(va: np.ndarray, vb: np.ndarray) -> float:
+    """The best cosine between a row of `va` and one of `vb` (unit vectors; 0.0 if one has none)."""
+    if not len(va) or not len(vb):
+        return 0.0
+    return round(float((va @ vb.T).max()), 6)
 
 
 # --- pairs -> groups -----------------------------------------------------------------------------
@@ -357,7 +516,8 @@ def _innermost(pairs: dict[tuple[int, int], float], functions: list[dict]) -> di
     return {p: s for p, s in pairs.items() if p[0] not in holders and p[1] not in holders}
 
 
-def _groups(pairs: dict[tuple[int, int], float], functions: list[dict]) -> list[CloneGroup]:
+def _groups(pairs: dict[tuple[int, int], float], functions: list[dict],
+            edited: set[tuple[int, int]] = frozenset()) -> list[CloneGroup]:
     parent: dict[int, int] = {}
 
     def find(i: int) -> int:
@@ -370,18 +530,21 @@ def _groups(pairs: dict[tuple[int, int], float], functions: list[dict]) -> list[
         parent[find(a)] = find(b)
     members: dict[int, list[int]] = {}
     weakest: dict[int, float] = {}
+    by_overlap: set[int] = set()
     for (a, b), score in pairs.items():
         root = find(a)
         weakest[root] = min(weakest.get(root, 1.0), score)
+        if (a, b) in edited:
+            by_overlap.add(root)
     for i in list(parent):
         members.setdefault(find(i), []).append(i)
     groups = [_group(sorted(ids, key=lambda i: (functions[i]["path"], functions[i]["start_line"])),
-                     functions, weakest[root]) for root, ids in members.items()]
+                     functions, weakest[root], root in by_overlap) for root, ids in members.items()]
     groups.sort(key=lambda g: (-g.similarity, -len(g.members), g.members[0].path, g.members[0].start_line))
     return groups
 
 
-def _group(ids: list[int], functions: list[dict], similarity: float) -> CloneGroup:
+def _group(ids: list[int], functions: list[dict], similarity: float, edited: bool = False) -> CloneGroup:
     rows = [functions[i] for i in ids]
     hashes = [row.get("hashes") or token_hashes(row["code"]) for row in rows]
     if len({h[0] for h in hashes}) == 1:
@@ -389,7 +552,7 @@ def _group(ids: list[int], functions: list[dict], similarity: float) -> CloneGro
     elif len({h[1] for h in hashes}) == 1:
         kind = "renamed"
     else:
-        kind = "similar"
+        kind = "edited" if edited else "similar"
     members = tuple(
         CloneMember(row["path"], int(row["start_line"]), int(row["end_line"]), row["name"], row["kind"],
                     row["language"], row["content_hash"])

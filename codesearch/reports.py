@@ -17,7 +17,7 @@ from codesearch.clones import CloneGroup, CloneReport
 
 FORMATS = ("table", "json", "sarif", "markdown")
 RULE_ID = "codesearch/duplicate-code"
-KIND_TEXT = {"exact": "exact copy", "renamed": "renamed copy", "similar": "similar code"}
+KIND_TEXT = {"exact": "exact copy", "renamed": "renamed copy", "edited": "edited copy", "similar": "similar code"}
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
@@ -34,7 +34,8 @@ def _summary(report: CloneReport) -> str:
         parts.append(f"{report.unchanged} left out as unchanged since {report.options.changed_since}")
     if report.options.baseline:
         parts.append(f"{report.baselined} known in the baseline")
-    return ", ".join(parts) + f" (min similarity {report.options.min_similarity}, {report.seconds:.1f}s)"
+    o = report.options
+    return ", ".join(parts) + f" (min similarity {o.min_similarity}, min overlap {o.min_overlap}, {report.seconds:.1f}s)"
 
 
 def render_table(report: CloneReport, *, color: bool = False, width: int = 120) -> str:
@@ -82,7 +83,8 @@ def render_json(report: CloneReport, **_) -> str:
         "version": 1,
         "tool": f"codesearch {__version__}",
         "options": {
-            "min_similarity": o.min_similarity, "min_lines": o.min_lines, "languages": list(o.languages),
+            "min_similarity": o.min_similarity, "min_overlap": o.min_overlap, "min_lines": o.min_lines,
+            "languages": list(o.languages),
             "under": o.under or ".", "paths": list(o.paths), "excludes": list(o.excludes),
             "cross_language": o.cross_language,
             "changed_since": o.changed_since, "baseline": str(o.baseline) if o.baseline else None,
@@ -117,11 +119,11 @@ def render_sarif(report: CloneReport, **_) -> str:
         "id": RULE_ID,
         "name": "DuplicateCode",
         "shortDescription": {"text": "Duplicated function"},
-        "fullDescription": {"text": "This function is a copy, renamed copy or close rewrite of other functions; "
+        "fullDescription": {"text": "This function is a copy, renamed copy, edited copy or close rewrite of other functions; "
                                     "consider sharing one implementation."},
         "defaultConfiguration": {"level": "warning"},
         "help": {"text": "Found by `codesearch clones`: token hashing finds exact and renamed copies, "
-                         "embedding similarity finds edited and rewritten ones."},
+                         "token overlap finds edited copies, embedding similarity finds edited and rewritten ones."},
         "properties": {"tags": ["maintainability", "duplicate-code"], "precision": "medium"},
     }
     results = []

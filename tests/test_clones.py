@@ -2,9 +2,9 @@
 
 The tiny test model has random weights: exact copies embed identically, but renamed or rewritten
 copies land anywhere from 0.84 to 0.98 and unrelated functions up to 0.97. So these tests check the
-mechanics: hashing finds types 1-2, the self-join finds exact copies at the default threshold and
-nothing unrelated at STRICT, and the approximate join agrees with the exact one. How well types 3-4
-are found depends on a trained model: benchmarks/clones.py measures it.
+mechanics: hashing finds types 1-2, token overlap the edited copies (type 3), the self-join finds
+exact copies at the default threshold and nothing unrelated at STRICT, and the approximate join agrees
+with the exact one. How well a model finds types 3-4 by embedding: benchmarks/clones.py measures it.
 """
 
 import json
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from codesearch.clones import (
-    DEFAULT_MIN_SIMILARITY, CloneOptions, _load, find_clones, path_matches, similar_pairs, token_hashes,
+    DEFAULT_MIN_SIMILARITY, MIN_SHINGLES, CloneOptions, _load, abstract_tokens, edited_pairs, find_clones,
+    hashed_pairs, path_matches, similar_pairs, token_hashes,
 )
 from codesearch.indexer import build_index
 from codesearch.search import Index
@@ -54,13 +55,54 @@ def test_token_hashes_ignore_names_literals_comments_and_layout():
     assert token_hashes("def area(w, h):\n    if w:\n        return w * h * 1.0\n")[1] != renamed  # a keyword more
 
 
-def test_hashing_finds_exact_and_renamed_copies_in_every_language(clones_index):
+def test_token_overlap_keeps_called_names_and_attributes_but_not_variables():
+    _, renamed, api = abstract_tokens("out = items.append(len(xs), 'a', 2)  # note")
+    assert renamed == ["I", "=", "I", ".", "I", "(", "I", "(", "I", ")", ",", "S", ",", "N", ")"]
+    assert api == ["I", "=", "I", ".", "append", "(", "len", "(", "I", ")", ",", "S", ",", "N", ")"]
+
+
+def test_hashing_and_token_overlap_find_types_1_to_3_in_every_language(clones_index):
     report = find_clones(clones_index, CloneOptions(min_similarity=STRICT))
     found = {keys(g): g.kind for g in report.groups}
     assert {k for k, kind in found.items() if kind == "exact"} == truth(1)
     assert {k for k, kind in found.items() if kind == "renamed"} == truth(2)
-    assert all(g.similarity == 1.0 for g in report.groups)
+    assert {k for k, kind in found.items() if kind == "edited"} == truth(3)  # renamed, a statement added
+    assert all(g.similarity == 1.0 for g in report.groups if g.kind in ("exact", "renamed"))
+    assert all(0.0 < g.similarity < STRICT for g in report.groups if g.kind == "edited")  # the pair's cosine
     assert report.functions == 43
+    # Above 1 the overlap detector is off; a strict one finds none of the edited copies.
+    for min_overlap in (1.5, 0.9):
+        kinds = {g.kind for g in find_clones(clones_index, CloneOptions(min_similarity=STRICT, min_overlap=min_overlap)).groups}
+        assert kinds == {"exact", "renamed"}
+
+
+def test_token_overlap_by_prefix_filtering_finds_what_comparing_all_pairs_finds():
+    # Random "functions" from a small statement vocabulary, many of them edited copies of each other.
+    rng = np.random.default_rng(7)
+    statements = [f"x{i} = y{i}.call{i}(z, {i})\n" for i in range(40)]
+    bodies = [list(rng.choice(len(statements), size=rng.integers(6, 16))) for _ in range(60)]
+    for _ in range(60):  # edited copies: a statement dropped, replaced or added
+        body = list(bodies[rng.integers(len(bodies))])
+        body[rng.integers(len(body))] = rng.integers(len(statements))
+        bodies.append(body + ([rng.integers(len(statements))] if rng.random() < 0.5 else []))
+    functions = [{"code": "def f():\n" + "".join("    " + statements[s] for s in body), "language": "python",
+                  "content_hash": str(i)} for i, body in enumerate(bodies)]
+    hashed_pairs(functions)
+    for threshold in (0.3, 0.6, 0.8):
+        found = edited_pairs(functions, threshold)
+        picked = {}  # brute force over the same representatives: one per renamed-token hash, big enough
+        for i, f in enumerate(functions):
+            if len(f["shingles"]) >= MIN_SHINGLES:
+                picked.setdefault(f["hashes"][1], i)
+        reps = sorted(picked.values())
+        expected = {}
+        for x, a in enumerate(reps):
+            for b in reps[x + 1:]:
+                sa, sb = functions[a]["shingles"], functions[b]["shingles"]
+                jaccard = len(sa & sb) / len(sa | sb)
+                if jaccard >= threshold:
+                    expected[(a, b)] = round(jaccard, 6)
+        assert found == expected and expected
 
 
 def test_embeddings_find_exact_copies_at_the_default_threshold(clones_index):
@@ -81,11 +123,11 @@ def test_nothing_unrelated_is_reported_and_classes_give_way_to_their_methods(clo
 @pytest.mark.parametrize(
     "options, languages, count",
     [
-        (CloneOptions(min_similarity=STRICT, languages=("go",)), {"go"}, 2),
-        (CloneOptions(min_similarity=STRICT, paths=("py/*",)), {"python"}, 2),
-        (CloneOptions(min_similarity=STRICT, excludes=("py", "js/copies.js")), {"go", "java"}, 4),
-        (CloneOptions(min_similarity=STRICT, under="java"), {"java"}, 2),
-        (CloneOptions(min_similarity=STRICT, min_lines=8), {"go", "java", "js"}, 6),  # the Python ones are 6-7 lines
+        (CloneOptions(min_similarity=STRICT, languages=("go",)), {"go"}, 3),
+        (CloneOptions(min_similarity=STRICT, paths=("py/*",)), {"python"}, 3),
+        (CloneOptions(min_similarity=STRICT, excludes=("py", "js/copies.js")), {"go", "java"}, 6),
+        (CloneOptions(min_similarity=STRICT, under="java"), {"java"}, 3),
+        (CloneOptions(min_similarity=STRICT, min_lines=8), {"go", "java", "js"}, 9),  # the Python originals are 6-7 lines
     ],
 )
 def test_scope_options(clones_index, options, languages, count):

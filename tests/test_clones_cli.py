@@ -1,6 +1,6 @@
 """`codesearch clones` as CI meets it: formats parsed back, exit codes, --changed-since on a real git
 repository, baselines, and one-line errors. The tiny random model needs --min-similarity STRICT
-(see test_clones.py), so the groups here are the planted exact and renamed copies."""
+(see test_clones.py), so the groups here are the planted exact, renamed and edited copies."""
 
 import json
 import shutil
@@ -13,7 +13,7 @@ from codesearch.cli import main
 
 CLONES_REPO = Path(__file__).parent / "fixtures" / "clones_repo"
 STRICT = "0.99"
-PLANTED = 8  # exact and renamed copies: 2 per language
+PLANTED = 12  # exact, renamed and edited copies (hashing and token overlap): 3 per language
 
 
 def git(repo: Path, *args: str) -> None:
@@ -59,7 +59,8 @@ def test_json_is_one_stable_object(clones_repo, run):
     group = data["groups"][0]
     assert group.keys() == {"fingerprint", "type", "similarity", "members"}
     assert group["members"][0].keys() == {"path", "start_line", "end_line", "name", "kind", "language", "content_hash"}
-    assert {g["type"] for g in data["groups"]} == {"exact", "renamed"}
+    assert {g["type"] for g in data["groups"]} == {"exact", "renamed", "edited"}
+    assert data["options"]["min_overlap"] == 0.6
 
 
 def check_sarif(log: dict) -> None:
@@ -105,13 +106,14 @@ def test_sarif_has_one_result_per_group_with_the_other_members_related(clones_re
 
 def test_markdown_and_output_file(clones_repo, run):
     code, out, err = run("clones", "--min-similarity", STRICT, "--format", "markdown", "--output", "clones.md")
-    assert code == 0 and out == "" and "8 clone groups written to clones.md" in err
+    assert code == 0 and out == "" and f"{PLANTED} clone groups written to clones.md" in err
     text = (clones_repo / "clones.md").read_text()
-    assert text.startswith("### codesearch clones: 8 clone groups")
+    assert text.startswith(f"### codesearch clones: {PLANTED} clone groups")
+    assert "edited copy" in text
     assert "| `go/original.go:14` | `TotalPrice` | 9 |" in text
 
 
-@pytest.mark.parametrize("fail_on, code", [("0", 1), ("7", 1), ("8", 0), ("100", 0)])
+@pytest.mark.parametrize("fail_on, code", [("0", 1), ("11", 1), ("12", 0), ("100", 0)])
 def test_fail_on_exits_1_when_more_groups_than_allowed(clones_repo, run, fail_on, code):
     assert run("clones", "--min-similarity", STRICT, "--fail-on", fail_on)[0] == code
 
@@ -155,6 +157,7 @@ def test_no_index_is_an_error(tmp_path, run, monkeypatch):
     [
         (["--min-similarity", "1.5"], "--min-similarity must be in (0, 1]"),
         (["--min-lines", "0"], "--min-lines must be at least 1"),
+        (["--min-overlap", "0"], "--min-overlap must be above 0 (above 1 turns it off)"),
         (["--fail-on", "-1"], "--fail-on must be 0 or more"),
         (["--changed-since", "no-such-rev"], "unknown git revision 'no-such-rev'"),
         (["--baseline", "missing.json"], "cannot read baseline missing.json"),
@@ -170,3 +173,8 @@ def test_a_file_that_is_not_a_baseline(clones_repo, run):
     (clones_repo / "bad.json").write_text("[1, 2]")
     code, out, err = run("clones", "--baseline", "bad.json")
     assert code == 2 and "bad.json is not a codesearch clones baseline" in err
+
+
+def test_min_overlap_above_1_turns_the_edited_copies_off(clones_repo, run):
+    _, data = clones_json(run, "--min-overlap", "2")
+    assert data["summary"]["groups"] == PLANTED - 4 and {g["type"] for g in data["groups"]} == {"exact", "renamed"}

@@ -41,6 +41,10 @@ def test_pairs_from_every_language_with_provenance(built):
     area = by_name[("alpha", "circle_area")]
     assert area["query"] == "Compute the area of a circle from its radius."
     assert '"""' not in area["code"] and area["code"].startswith("def circle_area(radius):")
+    # code_full is the function as the engine embeds it, docstring included; only where it differs.
+    assert area["code_full"].startswith('def circle_area(radius):\n    """Compute the area of a circle')
+    assert area["code_full"].replace(area["query"], "") != area["code_full"]
+    assert "code_full" not in by_name[("beta", "titleCase")]  # a JS doc comment sits outside the code
     assert (area["path"], area["language"], area["start_line"]) == ("geometry.py", "python", 4)
     # The sentence ends at the first period that is not an abbreviation; parameter lists never get in.
     assert by_name[("alpha", "Vector.normalized")]["query"].endswith("e.g. for a heading.")
@@ -144,6 +148,8 @@ def test_written_negatives_come_from_the_same_split(built):
         pairs = read_jsonl(out / name)
         codes = {p["code"] for p in pairs}
         assert all(p["negative"] in codes and p["negative"] != p["code"] for p in pairs)
+        full = {p["code"]: p.get("code_full") for p in pairs}
+        assert all(p.get("negative_full") == full[p["negative"]] for p in pairs)
 
 
 @pytest.mark.parametrize(

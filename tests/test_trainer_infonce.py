@@ -55,3 +55,19 @@ def test_batch_codes_handles_missing_negatives():
     assert batch_codes(pairs, ContrastiveConfig()) == ["A", "B", "nA"]
     assert batch_codes(pairs, ContrastiveConfig(in_batch=False)) == ["A", "B", "nA", "A"]
     assert batch_codes(pairs, ContrastiveConfig(hard_negatives=False)) == ["A", "B"]
+
+
+def test_batch_codes_show_a_share_of_docstrings_on_positives_and_negatives_alike():
+    pairs = [{"query": f"q{i}", "code": f"C{i}", "code_full": f"doc C{i}", "negative": f"N{i}",
+              "negative_full": f"doc N{i}"} for i in range(200)]
+    cfg = ContrastiveConfig(docstring_share=0.5)
+    codes = batch_codes(pairs, cfg, step=3)
+    assert [c.removeprefix("doc ") for c in codes] == [f"C{i}" for i in range(200)] + [f"N{i}" for i in range(200)]
+    positives, negatives = codes[:200], codes[200:]
+    assert 70 < sum(c.startswith("doc") for c in positives) < 130
+    assert 70 < sum(c.startswith("doc") for c in negatives) < 130
+    assert batch_codes(pairs, cfg, step=3) == codes  # a pure function of the step (resumable)
+    assert batch_codes(pairs, cfg, step=4) != codes
+    assert batch_codes(pairs, ContrastiveConfig(), step=3) == [f"C{i}" for i in range(200)] + [f"N{i}" for i in range(200)]
+    bare = [{"query": "q", "code": "C", "negative": "N"}]  # no docstring to show: the code as is
+    assert batch_codes(bare, ContrastiveConfig(docstring_share=1.0)) == ["C", "N"]

@@ -76,6 +76,7 @@ class ContrastiveConfig:
     query_prefix: str = ""
     code_prefix: str = ""
     search_style: float = 0.0  # share of queries rewritten as a user types a search (see search_style)
+    docstring_share: float = 0.0  # share of codes shown with their docstring, as the engine embeds them
 
 
 def apply_lora(encoder: Encoder, cfg: ContrastiveConfig) -> Encoder:
@@ -157,15 +158,28 @@ def batch_queries(pairs: Sequence[dict], step: int, cfg: ContrastiveConfig) -> l
             for p in pairs]
 
 
-def batch_codes(pairs: Sequence[dict], cfg: ContrastiveConfig) -> list[str]:
+def batch_codes(pairs: Sequence[dict], cfg: ContrastiveConfig, step: int = 0) -> list[str]:
     """Positives, then hard negatives. A pair without a negative borrows the next pair's code when
-    every query needs exactly one (in_batch=False); with in_batch it simply adds none."""
-    codes = [p["code"] for p in pairs]
+    every query needs exactly one (in_batch=False); with in_batch it simply adds none.
+
+    A `docstring_share` of the codes (positives and negatives alike, each drawn on its own, so that
+    a docstring says nothing about which code is the positive) keep their docstring ("code_full",
+    "negative_full"): the engine embeds functions as written, and a docstring is what a query most
+    often matches. A pure function of the step."""
+    rng = random.Random(cfg.seed * 2_000_003 + step)
+
+    def text(pair: dict, key: str) -> str:
+        full = pair.get("code_full" if key == "code" else "negative_full")
+        keep = cfg.docstring_share > 0 and rng.random() < cfg.docstring_share
+        return full if keep and full else pair[key]
+
+    codes = [text(p, "code") for p in pairs]
     if not cfg.hard_negatives:
         return codes
     if cfg.in_batch:
-        return codes + [p["negative"] for p in pairs if p.get("negative")]
-    return codes + [p.get("negative") or codes[(i + 1) % len(codes)] for i, p in enumerate(pairs)]
+        return codes + [text(p, "negative") for p in pairs if p.get("negative")]
+    return codes + [text(p, "negative") if p.get("negative") else codes[(i + 1) % len(codes)]
+                    for i, p in enumerate(pairs)]
 
 
 def train_contrastive(
@@ -229,7 +243,7 @@ def train_contrastive(
     while step < cfg.max_steps:
         batch = [pairs[i] for i in batch_indices(step, len(pairs), cfg.batch_size, cfg.seed)]
         q = embed(batch_queries(batch, step, cfg), cfg.query_prefix, cfg.query_max_length)  # (B, D)
-        c = embed(batch_codes(batch, cfg), cfg.code_prefix, cfg.code_max_length)  # (B*(1+n), D)
+        c = embed(batch_codes(batch, cfg, step), cfg.code_prefix, cfg.code_max_length)  # (B*(1+n), D)
         loss = info_nce(q, c, cfg.temperature, cfg.in_batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

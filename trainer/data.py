@@ -2,6 +2,7 @@
 
     sources -> repositories -> walk + chunk -> functions with docstrings
             -> query = first sentence of the docstring, code = the function without its docstring
+               (and code_full = with it, as the engine embeds it, where they differ)
             -> drop trivial and test functions -> dedupe (exact, near) -> decontaminate (bench)
             -> split by repository -> one BM25 hard negative per pair -> pairs-{train,valid}.jsonl
 
@@ -196,6 +197,8 @@ def pair_from_chunk(chunk: Chunk, repo: str, cfg: DataConfig) -> tuple[dict | No
         return None, "long_code"
     pair = {"query": query, "code": code, "repo": repo, "path": chunk.path, "name": chunk.name,
             "language": chunk.language, "start_line": chunk.start_line}
+    if code != chunk.code:
+        pair["code_full"] = chunk.code  # as the engine embeds it, docstring included
     return pair, "kept"
 
 
@@ -306,7 +309,11 @@ def mine_hard_negatives(pairs: list[dict], method: str = "bm25", embed: EmbedFn 
         j = next((int(j) for j in ranked[i] if j != i and digests[j] != digests[i]), None)
         if j is None:
             j = rng.choice([x for x in range(len(codes)) if digests[x] != digests[i]] or [(i + 1) % len(codes)])
-        out.append(dict(pair, negative=codes[j]))
+        row = dict(pair, negative=codes[j])
+        row.pop("negative_full", None)
+        if "code_full" in pairs[j]:
+            row["negative_full"] = pairs[j]["code_full"]
+        out.append(row)
     return out
 
 
