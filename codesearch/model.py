@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,8 @@ class Encoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
+        if os.environ.get("ORT_DISABLE_TELEMETRY") == "1":
+            ort.disable_telemetry_events()  # also when onnxruntime was set up before codesearch (see __init__)
         self.folder = folder
         self.batch_tokens = batch_tokens
         try:
