@@ -205,8 +205,15 @@ def terminal_runs(tiny_model, tmp_path_factory) -> dict[str, tuple[int, str, Pat
         code, shown = _in_terminal(["index", str(repo), *argv], {**env, **extra_env}, answer, stdin_is_terminal)
         return code, shown, repo
 
-    with ThreadPoolExecutor(len(TERMINAL_RUNS)) as pool:
-        return dict(zip(TERMINAL_RUNS, pool.map(one, TERMINAL_RUNS)))
+    # A shell that started this run in the background (`cmd &` without job control) leaves SIGINT
+    # ignored, and an ignored signal stays ignored across exec: the "ctrl-c" child would never see its
+    # Ctrl-C. A handled one is reset to the default at exec, so handle it while the children start.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with ThreadPoolExecutor(len(TERMINAL_RUNS)) as pool:
+            return dict(zip(TERMINAL_RUNS, pool.map(one, TERMINAL_RUNS)))
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("name", ["n", "enter", "eof", "ctrl-c"])
