@@ -402,6 +402,7 @@ def edited_pairs(functions: list[dict], threshold: float, cross_language: bool =
     sets = [np.fromiter(functions[i]["shingles"], dtype=np.int64) for i in reps]
     sizes = np.array([len(x) for x in sets])
     owner = np.repeat(np.arange(len(reps)), sizes)
+    bounds = np.r_[0, np.cumsum(sizes)]  # set r is ids[bounds[r] : bounds[r + 1]]
     values, dense = np.unique(np.concatenate(sets), return_inverse=True)
     frequency = np.bincount(dense)
     rank = np.empty(len(values), dtype=np.int64)
@@ -409,7 +410,7 @@ def edited_pairs(functions: list[dict], threshold: float, cross_language: bool =
     ids = rank[dense]
     order = np.lexsort((ids, owner))  # by set, rarest shingle first
     owner, ids = owner[order], ids[order]
-    position = np.arange(len(ids)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    position = np.arange(len(ids)) - np.repeat(bounds[:-1], sizes)
     prefix = sizes - np.ceil(threshold * sizes - 1e-9).astype(np.int64) + 1
     in_prefix = position < prefix[owner]
     # Candidates: every two sets whose prefixes share a shingle that is not too common.
@@ -438,13 +439,12 @@ def edited_pairs(functions: list[dict], threshold: float, cross_language: bool =
     a, b = key // len(reps), key % len(reps)
     # Most candidates share a common shingle or two and little else: a MinHash estimate of their
     # Jaccard (64 hashes, standard error <= 0.0625) drops those more than 4 errors below the threshold.
-    signature = _minhash(ids, sizes)
+    signature = _minhash(ids, bounds[:-1])
     estimate = np.concatenate([(signature[a[s : s + 65536]] == signature[b[s : s + 65536]]).mean(axis=1)
                                for s in range(0, len(a), 65536)])
     close = estimate >= threshold - 0.25
     a, b = a[close], b[close]
     # Exact Jaccard: count the shingles each candidate pair shares, a block of pairs at a time.
-    bounds = np.r_[0, np.cumsum(sizes)]
     found: dict[tuple[int, int], float] = {}
     for start in range(0, len(a), 100_000):
         ba, bb = a[start : start + 100_000], b[start : start + 100_000]
@@ -461,13 +461,12 @@ def edited_pairs(functions: list[dict], threshold: float, cross_language: bool =
     return found
 
 
-def _minhash(ids: np.ndarray, sizes: np.ndarray, hashes: int = 64, seed: int = 0) -> np.ndarray:
-    """(sets, hashes) MinHash signatures of the sets laid end to end in `ids` (dense shingle ids;
-    sizes: the sets' lengths), each hash a random permutation of the ids."""
+def _minhash(ids: np.ndarray, starts: np.ndarray, hashes: int = 64, seed: int = 0) -> np.ndarray:
+    """(sets, hashes) MinHash signatures of the non-empty sets laid end to end in `ids` (dense shingle
+    ids; starts: where each set begins), each hash a random permutation of the ids."""
     rng = np.random.default_rng(seed)
-    starts = np.r_[0, np.cumsum(sizes)[:-1]]
     span = int(ids.max()) + 1
-    out = np.empty((len(sizes), hashes), dtype=np.uint32)
+    out = np.empty((len(starts), hashes), dtype=np.uint32)
     for k in range(hashes):
         out[:, k] = np.minimum.reduceat(rng.permutation(span).astype(np.uint32)[ids], starts)
     return out
