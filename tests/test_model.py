@@ -87,19 +87,31 @@ def test_cuda_asked_for_without_provider_is_a_clear_error(tiny_model):
 
 
 def test_onnx_runtime_telemetry_stays_off(tiny_model, tmp_path):
-    # ONNX Runtime 1.29+ would write a device id and an event database under ~/.cache/Microsoft and
-    # upload them; a codesearch process opts out before onnxruntime starts, whatever its environment.
+    # ONNX Runtime 1.29+ would write a device id and an event database under $XDG_CACHE_HOME (else
+    # ~/.cache)/Microsoft and upload them; a codesearch process opts out before onnxruntime starts,
+    # whatever its environment. The cache folder is set here: CI machines may set their own.
     repo = shutil.copytree(Path(__file__).parent / "fixtures" / "sample_repo", tmp_path / "repo")
-    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
-    env.update(HOME=str(tmp_path / "home"), CODESEARCH_MODEL=str(tiny_model), CODESEARCH_THREADS="1")
+    ci_names = {"CI", "TF_BUILD", "GITHUB_ACTIONS", "GITLAB_CI", "CIRCLECI", "TRAVIS", "JENKINS_URL",
+                "CODEBUILD_BUILD_ID", "BUILDKITE", "TEAMCITY_VERSION", "APPVEYOR", "BITBUCKET_BUILD_NUMBER"}
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY" and k not in ci_names}
+    cache = tmp_path / "cache"
+    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(cache), CODESEARCH_MODEL=str(tiny_model),
+               CODESEARCH_THREADS="1")
     done = subprocess.run([sys.executable, "-m", "codesearch", "index", str(repo), "--yes"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    assert not (cache / "Microsoft").exists()
     assert not (tmp_path / "home" / ".cache" / "Microsoft").exists()
-    # The check can fail: onnxruntime 1.29+ left to itself does write there.
+    # The check can fail: onnxruntime 1.29+ left to itself does write there (the probe waits for it,
+    # in case a build writes from a background thread).
     import onnxruntime
 
     if tuple(int(x) for x in onnxruntime.__version__.split(".")[:2]) >= (1, 29):
-        probe = "import onnxruntime as o, sys; o.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])"
-        subprocess.run([sys.executable, "-c", probe, str(tiny_model / "model.onnx")], env=env, check=True, timeout=120)
-        assert (tmp_path / "home" / ".cache" / "Microsoft").exists()
+        probe = ("import onnxruntime as o, os, sys, time\n"
+                 "o.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
+                 "end = time.monotonic() + 10\n"
+                 "while not os.path.isdir(sys.argv[2]) and time.monotonic() < end:\n"
+                 "    time.sleep(0.05)\n")
+        subprocess.run([sys.executable, "-c", probe, str(tiny_model / "model.onnx"), str(cache / "Microsoft")],
+                       env=env, check=True, timeout=120)
+        assert (cache / "Microsoft").exists()
