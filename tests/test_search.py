@@ -4,7 +4,7 @@ import pytest
 
 from codesearch.errors import CodesearchError
 from codesearch.indexer import build_index
-from codesearch.search import Index, rrf_fuse
+from codesearch.search import Index, score_fuse
 
 
 @pytest.fixture
@@ -18,16 +18,56 @@ def index(repo, settings):
     return Index.open(repo, settings)
 
 
-def test_rrf_fuse_rewards_agreement():
-    fused = rrf_fuse([["a", "b", "c"], ["b", "c", "a"]])
+def test_score_fuse_rewards_agreement():
+    fused = score_fuse([[("a", 0.9), ("b", 0.8), ("c", 0.1)], [("b", 7.0), ("c", 6.0), ("a", 1.0)]])
     assert [item for item, _ in fused] == ["b", "a", "c"]
-    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused[0][1] == pytest.approx((0.56195149 + 0.88900089) / 2)  # z-scores of 0.8 and 7.0 in their lists
 
 
-def test_rrf_fuse_weights_each_ranking():
-    fused = rrf_fuse([["a", "b"], ["b", "a"]], weights=[0.2, 1.0])
-    assert [item for item, _ in fused] == ["b", "a"]
-    assert fused[0][1] == pytest.approx(0.2 / 62 + 1 / 61)
+def test_score_fuse_keeps_how_far_apart_the_scores_are():
+    # By rank a and b tie (1st and 2nd in each list); by score a's lead in the first list is far the larger.
+    first, second = [("a", 10.0), ("b", 1.0), ("c", 0.9)], [("b", 0.50), ("a", 0.49), ("c", 0.1)]
+    assert [item for item, _ in score_fuse([first, second])] == ["a", "b", "c"]
+    # A list's scale and offset do not matter, so a cosine and a BM25 score can be fused.
+    rescaled = [(item, 3.0 * score - 40.0) for item, score in second]
+    assert dict(score_fuse([first, rescaled])) == pytest.approx(dict(score_fuse([first, second])))
+
+
+def test_score_fuse_weights_each_list():
+    first, second = [("a", 0.9), ("b", 0.1)], [("b", 2.0), ("a", 1.0)]
+    assert [item for item, _ in score_fuse([first, second], weights=[3.0, 1.0])] == ["a", "b"]
+    assert [item for item, _ in score_fuse([first, second], weights=[1.0, 3.0])] == ["b", "a"]
+    with pytest.raises(ValueError):
+        score_fuse([first, second], weights=[1.0])
+    with pytest.raises(ValueError):
+        score_fuse([first, second], floors=[None])
+
+
+def test_score_fuse_ranks_what_a_list_lacks_at_its_bottom():
+    vector = [("x", 0.9), ("y", 0.5), ("z", 0.4)]
+    text = [("y", 9.0), ("x", 3.0)]  # z not found by text: it takes x's z-score, the list's lowest
+    fused = dict(score_fuse([vector, text], weights=[0.0, 1.0]))
+    assert fused["z"] == pytest.approx(fused["x"])
+    assert [item for item, _ in score_fuse([vector, text], weights=[0.0, 1.0])] == ["y", "x", "z"]  # tie: found first
+    # A list of one match (or of equal scores) counts 1 for what it found and 0 for the rest.
+    fused = dict(score_fuse([vector, [("z", 4.2)]]))
+    assert fused["z"] == pytest.approx((-0.9258201 + 1.0) / 2)
+    assert fused["x"] == pytest.approx((1.38873015 + 0.0) / 2)
+    assert score_fuse([]) == [] and score_fuse([[], [("a", 1.0)]]) == [("a", 0.5)]
+
+
+def test_score_fuse_floor_says_what_a_complete_list_lacks():
+    # A full-text search that matched only y and x returned all it matched: the rest score 0, below
+    # both, so x (found) now stands above z (not found) instead of level with it.
+    vector = [("z", 0.9), ("x", 0.5), ("y", 0.4)]
+    text = [("y", 9.0), ("x", 3.0)]
+    fused = dict(score_fuse([vector, text], floors=[None, 0.0]))
+    assert fused["x"] == pytest.approx((-0.46291005 - 0.26726124) / 2)  # z of 3.0 among 9, 3 and the floor 0
+    assert fused["z"] == pytest.approx((1.38873015 - 1.06904497) / 2)
+    text_only = dict(score_fuse([vector, text], weights=[0.0, 1.0], floors=[None, 0.0]))
+    assert text_only["y"] > text_only["x"] > text_only["z"]
+    # One match: it stands one deviation above the floor's, where it would otherwise count 1 against 0.
+    assert dict(score_fuse([[("a", 4.2)]], floors=[0.0])) == pytest.approx({"a": 1.0})
 
 
 def test_hybrid_weighs_the_model_as_its_folder_says(repo, tiny_model, tmp_path):

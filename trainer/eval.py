@@ -5,8 +5,9 @@
     ojclone  OJClone dev: each of 3,500 C programs queries all the others            MAP@R, MRR
 
 BM25 is bm25s over `codesearch.lexical.identifier_tokens` (the engine's lexical tokens); hybrid is
-`codesearch.search.rrf_fuse` of the model's and BM25's top `depth` rankings, the model's weighted
-by the model folder's `hybrid_weight`. With "valid" among the sets that weight is calibrated there
+`codesearch.search.score_fuse` of the model's and BM25's scored candidates, as many as the engine
+fetches for 10 results (all of the top 1000 on a clone set, whose R reaches 499), the model's
+weighted by the model folder's `hybrid_weight`. With "valid" among the sets that weight is calibrated there
 (held-out training repositories, never the bench): the grid value with the best validation MRR. An embedder maps
 (texts, kind) to one [windows, D] array per text, as `codesearch.model.Encoder.embed_texts` does;
 a text's score is its best window's ("max", as the engine ranks) or its mean vector's ("mean").
@@ -24,12 +25,13 @@ import numpy as np
 
 from codesearch.errors import CodesearchError
 from codesearch.lexical import identifier_tokens
-from codesearch.search import rrf_fuse
+from codesearch.search import candidate_pool, score_fuse
 
 Embedder = Callable[[list[str], str], list[np.ndarray]]
 SETS = ("valid", "cosqa", "ojclone")
-FUSE_DEPTH = 1000  # the engine fuses candidate lists, not whole corpora; R <= 499 on ojclone
-HYBRID_WEIGHTS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # the grid `calibrate_hybrid_weight` tries
+RESULTS = 10  # a hybrid query fuses the candidates the engine fetches for this many results
+CLONE_DEPTH = 1000  # a clone set fuses each program's top 1000 others; R <= 499 on ojclone
+HYBRID_WEIGHTS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)  # the grid `calibrate_hybrid_weight` tries
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -210,8 +212,11 @@ def _read_jsonl(path: Path) -> list[dict]:
 # ----------------------------------------------------------------------------- evaluate
 
 
-def score_set(s: EvalSet, scores: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-    """Metrics of one [Q, N] score matrix, and its top-FUSE_DEPTH rankings for fusion."""
+Candidates = tuple[np.ndarray, np.ndarray]  # per query: [Q, depth] doc indices and their scores, best first
+
+
+def score_set(s: EvalSet, scores: np.ndarray) -> tuple[dict[str, float], Candidates]:
+    """Metrics of one [Q, N] score matrix, and each query's candidates for fusion."""
     if s.is_clone:
         rankings = rank_rows(scores, exclude_self=True)
         ranks = [first_relevant_rank(r, set(np.flatnonzero(np.asarray(s.labels) == s.labels[i])) - {i})
@@ -220,12 +225,20 @@ def score_set(s: EvalSet, scores: np.ndarray) -> tuple[dict[str, float], np.ndar
     else:
         rankings = rank_rows(scores)
         metrics = mrr_recall([first_relevant_rank(r, rel) for r, rel in zip(rankings, s.relevant)])
-    return metrics, rankings[:, :FUSE_DEPTH]
+    top = rankings[:, : CLONE_DEPTH if s.is_clone else candidate_pool(RESULTS)]
+    return metrics, (top, np.take_along_axis(np.asarray(scores), top, axis=1))
 
 
-def fused_metrics(s: EvalSet, model_rankings: np.ndarray, bm25_rankings: np.ndarray, weight: float = 1.0) -> dict[str, float]:
-    fused = [[item for item, _ in rrf_fuse([m.tolist(), b.tolist()], weights=[weight, 1.0])]
-             for m, b in zip(model_rankings, bm25_rankings)]
+def fused_metrics(s: EvalSet, model: Candidates, bm25: Candidates, weight: float = 1.0) -> dict[str, float]:
+    """Metrics of the engine's fusion of the model's and BM25's candidates, the model weighted `weight`."""
+    fused = []
+    for mi, ms, bi, bs in zip(*model, *bm25):
+        # As the engine's full-text search: only documents sharing a term, and when fewer than asked
+        # for, all of them, so a missing one scores 0.
+        matched = bs > 0
+        lists = [list(zip(mi.tolist(), ms.tolist())), list(zip(bi[matched].tolist(), bs[matched].tolist()))]
+        floors = [None, None if matched.all() else 0.0]
+        fused.append([item for item, _ in score_fuse(lists, weights=[weight, 1.0], floors=floors)])
     if s.is_clone:
         labels = np.asarray(s.labels)
         ranks = [first_relevant_rank(r, set(np.flatnonzero(labels == labels[i])) - {i}) for i, r in enumerate(fused)]
@@ -233,9 +246,9 @@ def fused_metrics(s: EvalSet, model_rankings: np.ndarray, bm25_rankings: np.ndar
     return mrr_recall([first_relevant_rank(r, rel) for r, rel in zip(fused, s.relevant)])
 
 
-def calibrate_hybrid_weight(s: EvalSet, model_rankings: np.ndarray, bm25_rankings: np.ndarray) -> float:
+def calibrate_hybrid_weight(s: EvalSet, model: Candidates, bm25: Candidates) -> float:
     """The model's fusion weight with the best MRR on `s` (the validation set), ties to the larger."""
-    mrr = {w: fused_metrics(s, model_rankings, bm25_rankings, w)["mrr"] for w in HYBRID_WEIGHTS}
+    mrr = {w: fused_metrics(s, model, bm25, w)["mrr"] for w in HYBRID_WEIGHTS}
     return max(HYBRID_WEIGHTS, key=lambda w: (round(mrr[w], 6), w))
 
 
