@@ -319,7 +319,7 @@ def _best_per_chunk(found: list[dict], rows: dict[str, dict]) -> list[tuple[str,
 def _hit(rank: int, score: float, row: dict) -> Hit:
     return Hit(
         rank=rank,
-        score=round(float(score), 6),
+        score=round(float(score), 6) + 0.0,  # + 0.0: no "-0.000" for a fused score of zero
         path=row["path"],
         start_line=int(row["start_line"]),
         end_line=int(row["end_line"]),
