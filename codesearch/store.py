@@ -85,6 +85,14 @@ class FileState:
     chunks: int
 
 
+def full_text_config():
+    """How the `lexical` column is indexed for full-text search: LanceDB's BM25 with its defaults
+    (lower case, English stemming and stop words), over `codesearch.lexical` tokens."""
+    from lancedb.index import FTS
+
+    return FTS()
+
+
 def sql_str(value: str) -> str:
     """A SQL string literal (quotes doubled: a file named it's.py must not break a predicate)."""
     return "'" + value.replace("'", "''") + "'"
@@ -468,11 +476,9 @@ class Store:
     @_guarded
     def finish(self, changed: bool = True) -> None:
         """After a run: index new rows for full-text search, compact, drop old versions, mark complete."""
-        from lancedb.index import FTS
-
         chunks = self.chunks
         if not any(ix.index_type == "FTS" for ix in chunks.list_indices()):
-            chunks.create_index("lexical", config=FTS(), replace=True)
+            chunks.create_index("lexical", config=full_text_config(), replace=True)
         if changed:
             chunks.optimize(cleanup_older_than=_retention(chunks))
             self.files.optimize(cleanup_older_than=_retention(self.files))

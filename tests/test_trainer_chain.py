@@ -56,7 +56,7 @@ def test_all_stages_write_their_outputs(chain):
     stats = json.loads((run / "data" / "stats.json").read_text(encoding="utf-8"))
     assert f"{stats['pairs']['train']} training and {stats['pairs']['valid']} validation pairs" in card
     results = json.loads((run / "eval" / "exported.valid.json").read_text(encoding="utf-8"))
-    assert set(results["valid"]) == {"queries", "docs", "bm25", "model", "hybrid"}
+    assert set(results["valid"]) == {"queries", "docs", "bm25", "fulltext", "model", "hybrid"}
     # eval calibrates the exported model's fusion weight on the validation split and files its figures
     contract = json.loads((run / "model" / "codesearch.json").read_text(encoding="utf-8"))
     assert contract["hybrid_weight"] == results["hybrid_weight"]

@@ -10,6 +10,7 @@ from trainer.eval import (
     EvalSet,
     bm25_scores,
     evaluate,
+    fulltext_candidates,
     fused_metrics,
     map_at_r,
     map_at_r_rankings,
@@ -85,6 +86,19 @@ def test_hybrid_fuses_scores_as_the_engine_does():
     assert [item for item, _ in engine] == [0, 2, 1]
 
 
+def test_fulltext_candidates_search_as_the_engine_indexes():
+    docs = ["def parse_config(path):\n    return load(path)", "def send_mail(to):\n    smtp.send(to)",
+            "def parseHeaders(lines):\n    return dict(lines)"]
+    indices, scores = fulltext_candidates(docs, ["parsing the config", "the of and", "mail"], depth=3)
+    assert indices[0].tolist()[:2] == [0, 2] and indices[0, 2] == -1  # "parsing" meets parse: stemmed
+    assert scores[0, 0] > scores[0, 1] > 0 and scores[0, 2] == 0
+    assert indices[1].tolist() == [-1, -1, -1]  # stop words only
+    assert indices[2].tolist() == [1, -1, -1]
+    clones, _ = fulltext_candidates(docs, docs, depth=2, exclude_self=True)
+    assert all(i not in row for i, row in enumerate(clones.tolist()))
+    assert clones[0, 0] == 2  # parse_config and parseHeaders share "parse"
+
+
 def test_evaluate_bm25_and_an_embedder_on_a_fake_bench(tmp_path):
     bench = write_bench(tmp_path / "bench")
     results = evaluate(None, ["cosqa", "ojclone"], bench)
@@ -106,7 +120,7 @@ def test_evaluate_bm25_and_an_embedder_on_a_fake_bench(tmp_path):
              {"query": "greatest common divisor", "code": "int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }"}]
     results = evaluate(bag_of_words, ["valid", "cosqa", "ojclone"], bench, valid_pairs=valid)
     for name in ("valid", "cosqa", "ojclone"):
-        assert set(results[name]) == {"queries", "docs", "bm25", "model", "hybrid"}
+        assert set(results[name]) == {"queries", "docs", "bm25", "fulltext", "model", "hybrid"}
         assert all(0.0 <= v <= 1.0 for v in results[name]["model"].values())
     assert results["ojclone"]["queries"] == results["ojclone"]["docs"] == 4
 

@@ -4,10 +4,12 @@
     cosqa    CoSQA dev: 500 web queries against the 6,267-function corpus            MRR, R@1/5/10
     ojclone  OJClone dev: each of 3,500 C programs queries all the others            MAP@R, MRR
 
-BM25 is bm25s over `codesearch.lexical.identifier_tokens` (the engine's lexical tokens); hybrid is
-`codesearch.search.score_fuse` of the model's and BM25's scored candidates, as many as the engine
-fetches for 10 results (all of the top 1000 on a clone set, whose R reaches 499), the model's
-weighted by the model folder's `hybrid_weight`. With "valid" among the sets that weight is calibrated there
+BM25 is bm25s over `codesearch.lexical.identifier_tokens` (the engine's lexical tokens), the
+baseline the targets name. Full text is the engine's own full-text search: a LanceDB table of
+`lexical_text` indexed as `codesearch.store.full_text_config` says (BM25 with English stemming and
+stop words). Hybrid is `codesearch.search.score_fuse` of the model's and full text's scored
+candidates, as many as the engine fetches for 10 results (the top 1000 on a clone set, whose R
+reaches 499), the model's weighted by the model folder's `hybrid_weight`. With "valid" among the sets that weight is calibrated there
 (held-out training repositories, never the bench): the grid value with the best validation MRR. An embedder maps
 (texts, kind) to one [windows, D] array per text, as `codesearch.model.Encoder.embed_texts` does;
 a text's score is its best window's ("max", as the engine ranks) or its mean vector's ("mean").
@@ -24,14 +26,17 @@ from pathlib import Path
 import numpy as np
 
 from codesearch.errors import CodesearchError
-from codesearch.lexical import identifier_tokens
+from codesearch.lexical import identifier_tokens, lexical_text
 from codesearch.search import candidate_pool, score_fuse
+from codesearch.store import full_text_config
 
 Embedder = Callable[[list[str], str], list[np.ndarray]]
 SETS = ("valid", "cosqa", "ojclone")
 RESULTS = 10  # a hybrid query fuses the candidates the engine fetches for this many results
 CLONE_DEPTH = 1000  # a clone set fuses each program's top 1000 others; R <= 499 on ojclone
 HYBRID_WEIGHTS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)  # the grid `calibrate_hybrid_weight` tries
+COLUMNS = ("model", "bm25", "fulltext", "hybrid")  # a result's figures, in the order reports show them
+Candidates = tuple[np.ndarray, np.ndarray]  # per query: [Q, depth] doc indices and their scores, best first
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -98,6 +103,34 @@ def bm25_scores(docs: list[str], queries: list[str]) -> np.ndarray:
     for i, query in enumerate(queries):
         out[i] = retriever.get_scores(identifier_tokens(query))
     return out
+
+
+def fulltext_candidates(docs: list[str], queries: list[str], depth: int, exclude_self: bool = False) -> Candidates:
+    """The engine's full-text search of each query over `docs`: its top `depth` doc indices and
+    scores, best first, -1 and 0 past its last match. With `exclude_self` (queries are the docs)
+    query i never finds doc i."""
+    import tempfile
+
+    import lancedb
+    import pyarrow as pa
+
+    indices = np.full((len(queries), depth), -1, dtype=np.int64)
+    scores = np.zeros((len(queries), depth), dtype=np.float64)
+    with tempfile.TemporaryDirectory(prefix="codesearch-eval-") as tmp:
+        table = lancedb.connect(tmp).create_table(
+            "docs", pa.table({"doc": pa.array(range(len(docs)), pa.int64()), "lexical": [lexical_text(d) for d in docs]}))
+        table.create_index("lexical", config=full_text_config(), replace=True)
+        for q, query in enumerate(queries):
+            text = lexical_text(query)
+            if not text.strip():
+                continue
+            rows = (table.search(text, query_type="fts", fts_columns="lexical").select(["doc", "_score"])
+                    .limit(depth + int(exclude_self)).to_list())
+            found = [(r["doc"], r["_score"]) for r in rows if not (exclude_self and r["doc"] == q)][:depth]
+            if found:
+                indices[q, : len(found)] = [doc for doc, _ in found]
+                scores[q, : len(found)] = [score for _, score in found]
+    return indices, scores
 
 
 def similarity(queries: list[np.ndarray], codes: list[np.ndarray], aggregate: str = "max") -> np.ndarray:
@@ -212,9 +245,6 @@ def _read_jsonl(path: Path) -> list[dict]:
 # ----------------------------------------------------------------------------- evaluate
 
 
-Candidates = tuple[np.ndarray, np.ndarray]  # per query: [Q, depth] doc indices and their scores, best first
-
-
 def score_set(s: EvalSet, scores: np.ndarray) -> tuple[dict[str, float], Candidates]:
     """Metrics of one [Q, N] score matrix, and each query's candidates for fusion."""
     if s.is_clone:
@@ -229,26 +259,37 @@ def score_set(s: EvalSet, scores: np.ndarray) -> tuple[dict[str, float], Candida
     return metrics, (top, np.take_along_axis(np.asarray(scores), top, axis=1))
 
 
-def fused_metrics(s: EvalSet, model: Candidates, bm25: Candidates, weight: float = 1.0) -> dict[str, float]:
-    """Metrics of the engine's fusion of the model's and BM25's candidates, the model weighted `weight`."""
-    fused = []
-    for mi, ms, bi, bs in zip(*model, *bm25):
-        # As the engine's full-text search: only documents sharing a term, and when fewer than asked
-        # for, all of them, so a missing one scores 0.
-        matched = bs > 0
-        lists = [list(zip(mi.tolist(), ms.tolist())), list(zip(bi[matched].tolist(), bs[matched].tolist()))]
-        floors = [None, None if matched.all() else 0.0]
-        fused.append([item for item, _ in score_fuse(lists, weights=[weight, 1.0], floors=floors)])
+def ranked_metrics(s: EvalSet, ranked: Sequence[Sequence[int]]) -> dict[str, float]:
+    """Metrics of one ranked list of doc indices per query (a list may stop short: what it lacks is not found)."""
     if s.is_clone:
         labels = np.asarray(s.labels)
-        ranks = [first_relevant_rank(r, set(np.flatnonzero(labels == labels[i])) - {i}) for i, r in enumerate(fused)]
-        return {"map@r": map_at_r_rankings(fused, s.labels), "mrr": mrr_recall(ranks)["mrr"]}
-    return mrr_recall([first_relevant_rank(r, rel) for r, rel in zip(fused, s.relevant)])
+        ranks = [first_relevant_rank(r, set(np.flatnonzero(labels == labels[i])) - {i}) for i, r in enumerate(ranked)]
+        return {"map@r": map_at_r_rankings(ranked, s.labels), "mrr": mrr_recall(ranks)["mrr"]}
+    return mrr_recall([first_relevant_rank(r, rel) for r, rel in zip(ranked, s.relevant)])
 
 
-def calibrate_hybrid_weight(s: EvalSet, model: Candidates, bm25: Candidates) -> float:
+def candidate_metrics(s: EvalSet, candidates: Candidates) -> dict[str, float]:
+    """Metrics of one retriever's candidates alone (the -1 padding left out)."""
+    return ranked_metrics(s, [row[row >= 0].tolist() for row in candidates[0]])
+
+
+def fused_metrics(s: EvalSet, model: Candidates, lexical: Candidates, weight: float = 1.0) -> dict[str, float]:
+    """Metrics of the engine's fusion of the model's and a lexical retriever's candidates, the model
+    weighted `weight`."""
+    fused = []
+    for mi, ms, li, ls in zip(*model, *lexical):
+        # As the engine's full-text search: only documents sharing a term, and when fewer than asked
+        # for, all of them, so a missing one scores 0.
+        matched = (li >= 0) & (ls > 0)
+        lists = [list(zip(mi.tolist(), ms.tolist())), list(zip(li[matched].tolist(), ls[matched].tolist()))]
+        floors = [None, None if matched.all() else 0.0]
+        fused.append([item for item, _ in score_fuse(lists, weights=[weight, 1.0], floors=floors)])
+    return ranked_metrics(s, fused)
+
+
+def calibrate_hybrid_weight(s: EvalSet, model: Candidates, lexical: Candidates) -> float:
     """The model's fusion weight with the best MRR on `s` (the validation set), ties to the larger."""
-    mrr = {w: fused_metrics(s, model, bm25, w)["mrr"] for w in HYBRID_WEIGHTS}
+    mrr = {w: fused_metrics(s, model, lexical, w)["mrr"] for w in HYBRID_WEIGHTS}
     return max(HYBRID_WEIGHTS, key=lambda w: (round(mrr[w], 6), w))
 
 
@@ -265,16 +306,19 @@ def evaluate(embedder: Embedder | None, sets: Sequence[str], bench_dir: Path | N
         s = load_set(name, bench_dir, valid_pairs, max_valid)
         queries = s.docs if s.is_clone else s.queries
         log(f"eval {name}: {len(queries)} queries, {len(s.docs)} docs")
-        bm25_metrics, bm25_rankings = score_set(s, bm25_scores(s.docs, queries))
-        result = {"queries": len(queries), "docs": len(s.docs), "bm25": bm25_metrics}
+        bm25_metrics, _ = score_set(s, bm25_scores(s.docs, queries))
+        fulltext = fulltext_candidates(s.docs, queries, CLONE_DEPTH if s.is_clone else candidate_pool(RESULTS),
+                                       exclude_self=s.is_clone)
+        result = {"queries": len(queries), "docs": len(s.docs), "bm25": bm25_metrics,
+                  "fulltext": candidate_metrics(s, fulltext)}
         if embedder is not None:
             code_vectors = embedder(s.docs, "code")
             query_vectors = code_vectors if s.is_clone else embedder(s.queries, "query")
-            result["model"], model_rankings = score_set(s, similarity(query_vectors, code_vectors, aggregate))
+            result["model"], model_candidates = score_set(s, similarity(query_vectors, code_vectors, aggregate))
             if hybrid_weight is None:  # name == "valid"
-                hybrid_weight = calibrate_hybrid_weight(s, model_rankings, bm25_rankings)
+                hybrid_weight = calibrate_hybrid_weight(s, model_candidates, fulltext)
                 log(f"eval: hybrid weight {hybrid_weight} (best validation MRR of {HYBRID_WEIGHTS})")
-            result["hybrid"] = fused_metrics(s, model_rankings, bm25_rankings, hybrid_weight)
+            result["hybrid"] = fused_metrics(s, model_candidates, fulltext, hybrid_weight)
         results[name] = result
     if embedder is not None:
         results["hybrid_weight"] = hybrid_weight
@@ -282,18 +326,18 @@ def evaluate(embedder: Embedder | None, sets: Sequence[str], bench_dir: Path | N
 
 
 def print_report(results: dict, title: str = "retrieval") -> None:
-    """A rich table on stdout: one row per set and metric, columns model, BM25, hybrid."""
+    """A rich table on stdout: one row per set and metric, columns model, BM25, full text, hybrid."""
     from rich.console import Console
     from rich.table import Table
 
     weight = results.get("hybrid_weight")
     table = Table(title=title if weight is None else f"{title} (hybrid: model weight {weight})")
-    for column in ("set", "metric", "model", "BM25", "hybrid"):
+    for column in ("set", "metric", "model", "BM25", "full text", "hybrid"):
         table.add_column(column, justify="left" if column in ("set", "metric") else "right")
     for name, result in results.items():
         if not isinstance(result, dict):
             continue
         for metric in result["bm25"]:
-            cells = [f"{result[k][metric]:.3f}" if k in result else "-" for k in ("model", "bm25", "hybrid")]
+            cells = [f"{result[k][metric]:.3f}" if k in result else "-" for k in COLUMNS]
             table.add_row(f"{name} ({result['queries']}q/{result['docs']}d)", metric, *cells)
     Console().print(table)

@@ -215,20 +215,23 @@ def run_eval(recipe: Recipe | None, bench_dir: Path | None, log: Log, *, model: 
 
 def write_card_metrics(card: Path, results: dict) -> None:
     """Put the figures of `results` in the model card's "## Evaluation" section (replacing an old one)."""
+    from trainer.eval import COLUMNS
+
     text = card.read_text(encoding="utf-8") if card.is_file() else ""
     if "\n## Evaluation\n" in text:
         head, _, rest = text.partition("\n## Evaluation\n")
         after = rest.find("\n## ")
         text = head + (rest[after:] if after >= 0 else "\n")
     lines = ["", "## Evaluation", "",
-             "`python -m trainer eval` on the exported model as shipped; hybrid is the engine's fusion of the model "
-             f"with BM25, the model weighted {results.get('hybrid_weight', 1.0)} (calibrated on the validation "
-             "split, never on the bench).", "",
-             "| set | metric | model | BM25 | hybrid |", "| --- | --- | --- | --- | --- |"]
+             "`python -m trainer eval` on the exported model as shipped. BM25 is the baseline over identifier-split "
+             "tokens; full text is the engine's own full-text search (LanceDB, English stemming and stop words); "
+             "hybrid is the engine's fusion of the model with full text, the model weighted "
+             f"{results.get('hybrid_weight', 1.0)} (calibrated on the validation split, never on the bench).", "",
+             "| set | metric | model | BM25 | full text | hybrid |", "| --- | --- | --- | --- | --- | --- |"]
     for name, result in results.items():
         if isinstance(result, dict):
             for metric in result["bm25"]:
-                cells = [f"{result[k][metric]:.3f}" if k in result else "-" for k in ("model", "bm25", "hybrid")]
+                cells = [f"{result[k][metric]:.3f}" if k in result else "-" for k in COLUMNS]
                 lines.append(f"| {name} ({result['queries']} queries, {result['docs']} docs) | {metric} | " + " | ".join(cells) + " |")
     card.write_text(text.rstrip("\n") + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
 
