@@ -26,7 +26,8 @@ def score_fuse(
     weights: Sequence[float] | None = None,
     floors: Sequence[float | None] | None = None,
 ) -> list[tuple[Hashable, float]]:
-    """Convex fusion of scored candidate lists, (item, score) best first, one list per retriever.
+    """Convex fusion of scored candidate lists, (item, score) best first, one list per retriever
+    (an item at most once in a list).
 
     Each list's scores become z-scores over that list, so a cosine and a BM25 score can be added,
     and an item's fused score is the weighted mean of its z-scores (weights default to 1). An item
@@ -48,7 +49,8 @@ def score_fuse(
         spread = float(values.std()) if len(values) else 0.0
         if spread > 1e-12 * max(1.0, float(np.abs(values).max(initial=0.0))):
             z = (values - values.mean()) / spread
-            normalised.append(({item: float(v) for (item, _), v in zip(scored, z)}, float(z[-1] if floor is not None else z.min())))
+            lacking = float(z[-1] if floor is not None else z.min())
+            normalised.append(({item: float(v) for (item, _), v in zip(scored, z)}, lacking))
         else:
             normalised.append(({item: 1.0 for item, _ in scored}, 0.0))
     order: dict[Hashable, None] = {}
