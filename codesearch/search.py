@@ -63,6 +63,15 @@ def score_fuse(
     return sorted(fused.items(), key=lambda kv: (-kv[1], -found[kv[0]]))
 
 
+def hybrid_fuse(
+    vector: Sequence[tuple[Hashable, float]], fulltext: Sequence[tuple[Hashable, float]], weight: float, complete: bool
+) -> list[tuple[Hashable, float]]:
+    """A hybrid query's ranking: `score_fuse` of the vector candidates (cosine) and the full-text ones
+    (BM25), the model weighted `weight` against full text's 1. `complete`: the full-text search
+    returned fewer rows than asked for, so it holds every match and what it lacks scores 0."""
+    return score_fuse([vector, fulltext], weights=[weight, 1.0], floors=[None, 0.0 if complete else None])
+
+
 MODES = ("hybrid", "semantic", "lexical")
 
 
@@ -176,9 +185,7 @@ class Index:
                 lexical.setdefault(row["chunk_id"], float(row.get("_score", 0.0)))
             rankings.append(list(lexical.items()))
         if mode == "hybrid":
-            # Fewer full-text rows than asked for: every match is there, and what is missing scores 0.
-            floors = [None, 0.0 if len(found) < pool else None]
-            ranked = score_fuse(rankings, weights=[self.encoder.folder.hybrid_weight, 1.0], floors=floors)  # vector, full text
+            ranked = hybrid_fuse(*rankings, self.encoder.folder.hybrid_weight, complete=len(found) < pool)
         else:
             ranked = rankings[0]
         return [_hit(rank, score, rows[cid]) for rank, (cid, score) in enumerate(ranked[:k], start=1)]

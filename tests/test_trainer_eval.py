@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codesearch.search import score_fuse
+from codesearch.search import hybrid_fuse
 from trainer.eval import (
     EvalSet,
     bm25_scores,
@@ -77,12 +77,12 @@ def test_similarity_takes_the_best_window_or_the_mean():
 def test_hybrid_fuses_scores_as_the_engine_does():
     s = EvalSet("t", docs=["a", "b", "c"], queries=["q"], relevant=[{2}], labels=[])
     model = (np.array([[2, 0, 1]]), np.array([[0.9, 0.5, 0.4]]))
-    bm25 = (np.array([[0, 1, 2]]), np.array([[9.0, 3.0, 0.0]]))  # doc 2 shares no term: full text lacks it
+    fulltext = (np.array([[0, 1, -1]]), np.array([[9.0, 3.0, 0.0]]))  # doc 2 shares no term: full text lacks it
     # z-scores: model 2 1.39, 0 -0.46, 1 -0.93; BM25 over 9, 3 and the floor 0: 0 1.34, 1 -0.27, 2 -1.07
     # -> equal weights: doc 0 0.44, doc 2 0.16, doc 1 -0.60; the model weighted 3: doc 2 first
-    assert fused_metrics(s, model, bm25)["mrr"] == pytest.approx(0.5)
-    assert fused_metrics(s, model, bm25, weight=3.0)["mrr"] == pytest.approx(1.0)
-    engine = score_fuse([[(2, 0.9), (0, 0.5), (1, 0.4)], [(0, 9.0), (1, 3.0)]], weights=[1.0, 1.0], floors=[None, 0.0])
+    assert fused_metrics(s, model, fulltext)["mrr"] == pytest.approx(0.5)
+    assert fused_metrics(s, model, fulltext, weight=3.0)["mrr"] == pytest.approx(1.0)
+    engine = hybrid_fuse([(2, 0.9), (0, 0.5), (1, 0.4)], [(0, 9.0), (1, 3.0)], 1.0, complete=True)
     assert [item for item, _ in engine] == [0, 2, 1]
 
 

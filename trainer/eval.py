@@ -7,12 +7,13 @@
 BM25 is bm25s over `codesearch.lexical.identifier_tokens` (the engine's lexical tokens), the
 baseline the targets name. Full text is the engine's own full-text search: a LanceDB table of
 `lexical_text` indexed as `codesearch.store.full_text_config` says (BM25 with English stemming and
-stop words). Hybrid is `codesearch.search.score_fuse` of the model's and full text's scored
+stop words). Hybrid is `codesearch.search.hybrid_fuse` of the model's and full text's scored
 candidates, as many as the engine fetches for 10 results (the top 1000 on a clone set, whose R
-reaches 499), the model's weighted by the model folder's `hybrid_weight`. With "valid" among the sets that weight is calibrated there
-(held-out training repositories, never the bench): the grid value with the best validation MRR. An embedder maps
-(texts, kind) to one [windows, D] array per text, as `codesearch.model.Encoder.embed_texts` does;
-a text's score is its best window's ("max", as the engine ranks) or its mean vector's ("mean").
+reaches 499), the model's weighted by the model folder's `hybrid_weight`. With "valid" among the
+sets that weight is calibrated there (held-out training repositories, never the bench): the grid
+value with the best validation MRR. An embedder maps (texts, kind) to one [windows, D] array per
+text, as `codesearch.model.Encoder.embed_texts` does; a text's score is its best window's ("max",
+as the engine ranks) or its mean vector's ("mean").
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 
 from codesearch.errors import CodesearchError
 from codesearch.lexical import identifier_tokens, lexical_text
-from codesearch.search import candidate_pool, score_fuse
+from codesearch.search import candidate_pool, hybrid_fuse
 from codesearch.store import full_text_config
 
 Embedder = Callable[[list[str], str], list[np.ndarray]]
@@ -35,7 +36,7 @@ SETS = ("valid", "cosqa", "ojclone")
 RESULTS = 10  # a hybrid query fuses the candidates the engine fetches for this many results
 CLONE_DEPTH = 1000  # a clone set fuses each program's top 1000 others; R <= 499 on ojclone
 HYBRID_WEIGHTS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)  # the grid `calibrate_hybrid_weight` tries
-COLUMNS = ("model", "bm25", "fulltext", "hybrid")  # a result's figures, in the order reports show them
+COLUMNS = {"model": "model", "bm25": "BM25", "fulltext": "full text", "hybrid": "hybrid"}  # a result's figures: heading
 Candidates = tuple[np.ndarray, np.ndarray]  # per query: [Q, depth] doc indices and their scores, best first
 
 
@@ -247,16 +248,9 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def score_set(s: EvalSet, scores: np.ndarray) -> tuple[dict[str, float], Candidates]:
     """Metrics of one [Q, N] score matrix, and each query's candidates for fusion."""
-    if s.is_clone:
-        rankings = rank_rows(scores, exclude_self=True)
-        ranks = [first_relevant_rank(r, set(np.flatnonzero(np.asarray(s.labels) == s.labels[i])) - {i})
-                 for i, r in enumerate(rankings)]
-        metrics = {"map@r": map_at_r_rankings(rankings, s.labels), "mrr": mrr_recall(ranks)["mrr"]}
-    else:
-        rankings = rank_rows(scores)
-        metrics = mrr_recall([first_relevant_rank(r, rel) for r, rel in zip(rankings, s.relevant)])
+    rankings = rank_rows(scores, exclude_self=s.is_clone)
     top = rankings[:, : CLONE_DEPTH if s.is_clone else candidate_pool(RESULTS)]
-    return metrics, (top, np.take_along_axis(np.asarray(scores), top, axis=1))
+    return ranked_metrics(s, rankings), (top, np.take_along_axis(np.asarray(scores), top, axis=1))
 
 
 def ranked_metrics(s: EvalSet, ranked: Sequence[Sequence[int]]) -> dict[str, float]:
@@ -278,12 +272,9 @@ def fused_metrics(s: EvalSet, model: Candidates, lexical: Candidates, weight: fl
     weighted `weight`."""
     fused = []
     for mi, ms, li, ls in zip(*model, *lexical):
-        # As the engine's full-text search: only documents sharing a term, and when fewer than asked
-        # for, all of them, so a missing one scores 0.
-        matched = (li >= 0) & (ls > 0)
-        lists = [list(zip(mi.tolist(), ms.tolist())), list(zip(li[matched].tolist(), ls[matched].tolist()))]
-        floors = [None, None if matched.all() else 0.0]
-        fused.append([item for item, _ in score_fuse(lists, weights=[weight, 1.0], floors=floors)])
+        matched = li >= 0  # -1 pads a full-text list that ran out of matches: it holds them all
+        vector, fulltext = list(zip(mi.tolist(), ms.tolist())), list(zip(li[matched].tolist(), ls[matched].tolist()))
+        fused.append([item for item, _ in hybrid_fuse(vector, fulltext, weight, complete=not matched.all())])
     return ranked_metrics(s, fused)
 
 
@@ -332,7 +323,7 @@ def print_report(results: dict, title: str = "retrieval") -> None:
 
     weight = results.get("hybrid_weight")
     table = Table(title=title if weight is None else f"{title} (hybrid: model weight {weight})")
-    for column in ("set", "metric", "model", "BM25", "full text", "hybrid"):
+    for column in ("set", "metric", *COLUMNS.values()):
         table.add_column(column, justify="left" if column in ("set", "metric") else "right")
     for name, result in results.items():
         if not isinstance(result, dict):

@@ -227,7 +227,7 @@ def write_card_metrics(card: Path, results: dict) -> None:
              "tokens; full text is the engine's own full-text search (LanceDB, English stemming and stop words); "
              "hybrid is the engine's fusion of the model with full text, the model weighted "
              f"{results.get('hybrid_weight', 1.0)} (calibrated on the validation split, never on the bench).", "",
-             "| set | metric | model | BM25 | full text | hybrid |", "| --- | --- | --- | --- | --- | --- |"]
+             "| " + " | ".join(("set", "metric", *COLUMNS.values())) + " |", "|" + " --- |" * (2 + len(COLUMNS))]
     for name, result in results.items():
         if isinstance(result, dict):
             for metric in result["bm25"]:
