@@ -17,6 +17,7 @@ from trainer.data import (
     split_by_repository,
     trivial_query,
 )
+from codesearch.errors import CodesearchError
 from trainer.dedupe import normalised_hash
 from trainer.recipe import DataConfig
 from trainer_sources import BENCH_COSQA, write_bench, write_tree
@@ -180,3 +181,14 @@ def test_first_sentence(docstring, sentence):
 )
 def test_trivial_queries(query, name, reason):
     assert trivial_query(query, name, DataConfig()) == reason
+
+
+def test_pinned_validation_repositories_stay_put_as_the_corpus_grows():
+    pairs = [{"repo": f"r{i % 20}", "code": str(i)} for i in range(400)]
+    train, valid, valid_repos = split_by_repository(pairs, 0.25, seed=3, pinned=["r3", "r7", "gone"])
+    assert valid_repos == ["r3", "r7"]
+    assert {p["repo"] for p in valid} == {"r3", "r7"} and len(valid) == 40
+    grown = pairs + [{"repo": f"new{i}", "code": f"n{i}"} for i in range(200)]
+    assert split_by_repository(grown, 0.25, seed=3, pinned=["r3", "r7"])[2] == valid_repos
+    with pytest.raises(CodesearchError, match="valid_repos"):
+        split_by_repository(pairs, 0.25, seed=3, pinned=["gone"])

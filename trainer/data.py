@@ -34,6 +34,7 @@ from codesearch.errors import CodesearchError
 from codesearch.files import SkipFile, SourceFile, looks_generated, read_source, walk
 from codesearch.lexical import identifier_tokens
 from trainer.dedupe import BenchIndex, NearDuplicateIndex, decontaminate, normalised_hash, shingles
+from trainer.fetch import fetch
 from trainer.recipe import DataConfig
 
 # Embeds texts as "query" or "code": (texts, kind) -> float32 [N, D], rows L2-normalised.
@@ -50,15 +51,27 @@ class Repository:
 # ----------------------------------------------------------------------------- sources
 
 
-def resolve_sources(sources: list[dict]) -> tuple[list[Repository], list[str]]:
+def resolve_sources(sources: list[dict], download_dir: Path | None = None) -> tuple[list[Repository], list[str]]:
     """The recipe's sources as repositories (sorted by name), and notes on optional ones not found.
 
-    Version pins are checked against the installed distribution named like the repository.
+    Version pins of `path` sources are checked against the installed distribution named like the
+    repository; pypi and npm sources are downloaded at their pin into `download_dir` (trainer.fetch).
     """
     repos: dict[str, Repository] = {}
     notes: list[str] = []
     for source in sources:
-        if "glob" in source:
+        if "kind" in source:
+            if download_dir is None:
+                raise CodesearchError(f"source {source['spec']}: no download folder given")
+            try:
+                root = fetch(source["kind"], source["spec"], download_dir, sdist=source["sdist"])
+            except CodesearchError as exc:
+                if not source["optional"]:
+                    raise
+                notes.append(str(exc))
+                continue
+            found = [Repository(source["repo"], root, source["version"])]
+        elif "glob" in source:
             matches = sorted(Path(m) for m in glob.glob(source["glob"]))
             matches = [m for m in matches if not m.name.startswith(".") and not any(fnmatch(m.name, x) for x in source["exclude"])]
             matches = [m for m in matches if m.is_dir() or language_for_path(m.name)]
@@ -246,11 +259,19 @@ def dedupe(pairs: list[dict], threshold: float) -> tuple[list[dict], dict[str, i
     return kept, counts
 
 
-def split_by_repository(pairs: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict], list[str]]:
+def split_by_repository(pairs: list[dict], fraction: float, seed: int,
+                        pinned: list[str] | None = None) -> tuple[list[dict], list[dict], list[str]]:
     """(train, valid, validation repos): whole repositories, shuffled with `seed`, are moved to
     validation until it holds about `fraction` of the pairs (a repository that would overshoot it
-    by half is passed over)."""
+    by half is passed over). `pinned` names the validation repositories instead, so that a corpus
+    can grow without moving its split."""
     sizes = Counter(p["repo"] for p in pairs)
+    if pinned:
+        valid_repos = set(pinned) & set(sizes)
+        if not valid_repos:
+            raise CodesearchError(f"valid_repos: none of {sorted(pinned)} has pairs")
+        train = [p for p in pairs if p["repo"] not in valid_repos]
+        return train, [p for p in pairs if p["repo"] in valid_repos], sorted(valid_repos)
     if fraction <= 0:
         return list(pairs), [], []
     if len(sizes) < 2:
@@ -328,7 +349,7 @@ def build_dataset(cfg: DataConfig, out_dir: Path, bench_dir: Path | None, *, log
     out_dir = Path(out_dir)
     started = time.perf_counter()
     counts: dict[str, Counter] = {"files": Counter(), "skipped_files": Counter(), "chunks": Counter()}
-    repos, notes = resolve_sources(cfg.sources)
+    repos, notes = resolve_sources(cfg.sources, out_dir / "sources")
     for note in notes:
         log(f"data: {note}")
     log(f"data: {len(repos)} repositories")
@@ -346,7 +367,7 @@ def build_dataset(cfg: DataConfig, out_dir: Path, bench_dir: Path | None, *, log
         pairs, decontamination = decontaminate(pairs, bench_dir, threshold=cfg.decontaminate_threshold, index=bench)
         log(f"data: decontamination dropped {decontamination['exact']} exact and {decontamination['near']} near copies of bench code")
 
-    train, valid, valid_repos = split_by_repository(pairs, cfg.valid_fraction, cfg.seed)
+    train, valid, valid_repos = split_by_repository(pairs, cfg.valid_fraction, cfg.seed, cfg.valid_repos)
     if not train:
         raise CodesearchError("no training pairs left: add sources or loosen the filters")
     if cfg.hard_negatives == "bm25":

@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from codesearch.errors import CodesearchError
+from trainer.fetch import parse_pin
 
 
 @dataclass
 class DataConfig:
     # Each source is a glob string (every match is one repository, named by its basename), or a table
-    # {glob, exclude = [basename patterns]} or {path, repo, version?, optional?} (one repository).
+    # {glob, exclude = [basename patterns]} or {path, repo, version?, optional?} (one repository), or a
+    # pinned package the data stage downloads: {pypi = "name==version", sdist?} or {npm = "name@version"}.
     sources: list = field(default_factory=list)
     languages: list = field(default_factory=list)  # empty: every language the chunker knows
     ignore: list = field(default_factory=list)  # gitignore-style patterns for the walk, e.g. "tests/"
@@ -42,6 +44,7 @@ class DataConfig:
     decontaminate: bool = True  # drop pairs whose code is in the bench (eval.bench_dir)
     decontaminate_threshold: float = 0.8
     valid_fraction: float = 0.1  # of pairs, in whole repositories
+    valid_repos: list = field(default_factory=list)  # these repositories are the validation split (fraction unused)
     hard_negatives: str = "bm25"  # "bm25" or "none"
     seed: int = 0
 
@@ -231,11 +234,24 @@ def _split(table: dict, kinds: tuple[type, ...], where: str) -> list[Any]:
 
 
 def _expand_source(source: Any, expand, where: str) -> dict:
-    """A source as a dict: {"glob", "exclude"} or {"path", "repo", "version", "optional"}."""
+    """A source as a dict: {"glob", "exclude"}, {"path", "repo", "version", "optional"} or
+    {"kind" (pypi, npm), "spec", "repo", "version", "sdist", "optional"}."""
     if isinstance(source, str):
         source = {"glob": source}
     if not isinstance(source, dict):
         raise CodesearchError(f"{where}: each source is a glob string or a table, not {source!r}")
+    for kind in ("pypi", "npm"):
+        if kind in source:
+            _check_keys(source, (kind, "repo", "optional") + (("sdist",) if kind == "pypi" else ()), where)
+            name, version = parse_pin(kind, str(source[kind]))
+            return {
+                "kind": kind,
+                "spec": str(source[kind]).strip(),
+                "repo": str(source.get("repo") or name),
+                "version": version,
+                "sdist": bool(source.get("sdist", False)),
+                "optional": bool(source.get("optional", False)),
+            }
     if "glob" in source:
         _check_keys(source, ("glob", "exclude", "optional"), where)
         return {
@@ -245,7 +261,7 @@ def _expand_source(source: Any, expand, where: str) -> dict:
         }
     _check_keys(source, ("path", "repo", "version", "optional"), where)
     if "path" not in source:
-        raise CodesearchError(f"{where}: a source table needs `glob` or `path`")
+        raise CodesearchError(f"{where}: a source table needs `glob`, `path`, `pypi` or `npm`")
     path = expand(source["path"])
     return {
         "path": path,

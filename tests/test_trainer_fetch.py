@@ -1,0 +1,151 @@
+"""Pinned PyPI sources: pins parsed strictly, archives unpacked safely, pip called for real against a
+local wheel folder (PIP_NO_INDEX + PIP_FIND_LINKS, no network), and the data stage reading the result."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from codesearch.errors import CodesearchError
+from trainer.data import build_dataset, read_jsonl, resolve_sources
+from trainer.fetch import fetch, parse_pin, unpack
+from trainer.recipe import DataConfig, Recipe
+
+MODULE = '''
+def parse_header_line(line):
+    """Split one HTTP header line into its lowercased name and stripped value."""
+    name, _, value = line.partition(":")
+    name = name.strip().lower()
+    return name, value.strip()
+
+
+def retry_with_backoff(call, attempts=5, base=0.5):
+    """Call a function until it succeeds, sleeping twice as long after each failure."""
+    import time
+    for attempt in range(attempts):
+        try:
+            return call()
+        except OSError:
+            time.sleep(base * 2 ** attempt)
+    return call()
+'''
+
+
+def write_wheel(folder: Path, name: str = "tinyutil", version: str = "1.2.0") -> Path:
+    """A minimal but valid pure-Python wheel, as a build backend would write it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{name}/__init__.py", MODULE)
+        z.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(f"{info}/RECORD", "")
+    return path
+
+
+@pytest.fixture
+def local_index(tmp_path, monkeypatch) -> Path:
+    wheels = tmp_path / "wheels"
+    write_wheel(wheels)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    monkeypatch.delenv("PIP_INDEX_URL", raising=False)
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    return wheels
+
+
+@pytest.mark.parametrize("kind, spec, expected", [
+    ("pypi", "more-itertools==11.2.1", ("more-itertools", "11.2.1")),
+    ("pypi", " boltons==26.2.0 ", ("boltons", "26.2.0")),
+    ("npm", "lodash@4.18.1", ("lodash", "4.18.1")),
+    ("npm", "@babel/parser@7.26.0", ("@babel/parser", "7.26.0")),
+])
+def test_pins(kind, spec, expected):
+    assert parse_pin(kind, spec) == expected
+
+
+@pytest.mark.parametrize("kind, spec", [("pypi", "boltons"), ("pypi", "boltons>=26"), ("npm", "lodash"),
+                                        ("npm", "lodash@^4.0.0"), ("pypi", "x==1; rm -rf /")])
+def test_an_unpinned_source_is_refused(kind, spec):
+    with pytest.raises(CodesearchError, match="pin an exact version"):
+        parse_pin(kind, spec)
+
+
+def test_recipe_reads_pinned_package_sources(tmp_path):
+    recipe = Recipe.from_dict({"name": "r", "data": {"sources": [
+        {"pypi": "boltons==26.2.0"}, {"pypi": "zstandard==0.25.0", "sdist": True, "repo": "zstd-c", "optional": True},
+        {"npm": "lodash@4.18.1"}], "valid_repos": ["lodash"]}})
+    kinds = [(s["kind"], s["repo"], s["version"], s["sdist"], s["optional"]) for s in recipe.data.sources]
+    assert kinds == [("pypi", "boltons", "26.2.0", False, False), ("pypi", "zstd-c", "0.25.0", True, True),
+                     ("npm", "lodash", "4.18.1", False, False)]
+    assert recipe.data.valid_repos == ["lodash"]
+    with pytest.raises(CodesearchError, match="pin an exact version"):
+        Recipe.from_dict({"name": "r", "data": {"sources": [{"npm": "lodash"}]}})
+    with pytest.raises(CodesearchError, match="unknown"):
+        Recipe.from_dict({"name": "r", "data": {"sources": [{"npm": "lodash@4.18.1", "sdist": True}]}})
+
+
+def test_unpack_wheel_and_tarball(tmp_path):
+    wheel = write_wheel(tmp_path / "w")
+    unpack(wheel, tmp_path / "a")
+    assert "retry_with_backoff" in (tmp_path / "a" / "tinyutil" / "__init__.py").read_text()
+    tgz = tmp_path / "pkg-1.0.0.tgz"
+    with tarfile.open(tgz, "w:gz") as t:
+        data = b"/** Add two numbers. */\nfunction add(a, b) {\n  return a + b;\n}\n"
+        member = tarfile.TarInfo("package/index.js")
+        member.size = len(data)
+        t.addfile(member, io.BytesIO(data))
+    unpack(tgz, tmp_path / "b")
+    assert (tmp_path / "b" / "package" / "index.js").read_bytes().startswith(b"/** Add")
+
+
+def test_unpack_refuses_members_that_leave_the_folder(tmp_path):
+    evil = tmp_path / "evil-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("../outside.py", "x = 1\n")
+    with pytest.raises(CodesearchError, match="outside"):
+        unpack(evil, tmp_path / "out")
+    assert not (tmp_path / "outside.py").exists()
+    tgz = tmp_path / "evil.tgz"
+    with tarfile.open(tgz, "w:gz") as t:
+        member = tarfile.TarInfo("../outside.js")
+        t.addfile(member, io.BytesIO(b""))
+    with pytest.raises(CodesearchError, match="cannot unpack"):
+        unpack(tgz, tmp_path / "out2")
+    with pytest.raises(CodesearchError, match="not a wheel"):
+        unpack(tmp_path / "x.rar", tmp_path / "out3")
+
+
+def test_fetch_downloads_once_through_pip(local_index, tmp_path):
+    folder = fetch("pypi", "tinyutil==1.2.0", tmp_path / "sources")
+    assert (folder / "tinyutil" / "__init__.py").is_file()
+    (local_index / "tinyutil-1.2.0-py3-none-any.whl").unlink()  # a second fetch must not need the index
+    assert fetch("pypi", "tinyutil==1.2.0", tmp_path / "sources") == folder
+    with pytest.raises(CodesearchError, match=r"tinyutil==9\.9\.9: download failed"):
+        fetch("pypi", "tinyutil==9.9.9", tmp_path / "sources")
+
+
+def test_optional_package_that_cannot_be_fetched_is_noted(local_index, tmp_path):
+    sources = [{"kind": "pypi", "spec": "tinyutil==1.2.0", "repo": "tinyutil", "version": "1.2.0", "sdist": False, "optional": False},
+               {"kind": "pypi", "spec": "absent==1.0", "repo": "absent", "version": "1.0", "sdist": False, "optional": True}]
+    repos, notes = resolve_sources(sources, tmp_path / "sources")
+    assert [(r.name, r.version) for r in repos] == [("tinyutil", "1.2.0")]
+    assert len(notes) == 1 and notes[0].startswith("absent==1.0: download failed")
+    sources[1]["optional"] = False
+    with pytest.raises(CodesearchError, match="absent==1.0"):
+        resolve_sources(sources, tmp_path / "sources")
+
+
+def test_data_stage_reads_a_fetched_package(local_index, tmp_path):
+    source = {"kind": "pypi", "spec": "tinyutil==1.2.0", "repo": "tinyutil", "version": "1.2.0", "sdist": False, "optional": False}
+    cfg = DataConfig(sources=[source], valid_fraction=0, decontaminate=False)
+    stats = build_dataset(cfg, tmp_path / "out", None, log=lambda message: None)
+    names = {p["name"] for p in read_jsonl(tmp_path / "out" / "pairs-train.jsonl")}
+    assert names == {"parse_header_line", "retry_with_backoff"}
+    assert stats["repositories"]["tinyutil"]["version"] == "1.2.0"
+    assert (tmp_path / "out" / "sources" / "pypi" / "tinyutil-1.2.0" / ".complete").is_file()
