@@ -126,6 +126,8 @@ def test_fetch_downloads_once_through_pip(local_index, tmp_path):
     assert (folder / "tinyutil" / "__init__.py").is_file()
     (local_index / "tinyutil-1.2.0-py3-none-any.whl").unlink()  # a second fetch must not need the index
     assert fetch("pypi", "tinyutil==1.2.0", tmp_path / "sources") == folder
+    with pytest.raises(CodesearchError, match="download failed"):  # the cached wheel is not the sdist
+        fetch("pypi", "tinyutil==1.2.0", tmp_path / "sources", sdist=True)
     with pytest.raises(CodesearchError, match=r"tinyutil==9\.9\.9: download failed"):
         fetch("pypi", "tinyutil==9.9.9", tmp_path / "sources")
 

@@ -51,7 +51,7 @@ class Repository:
 # ----------------------------------------------------------------------------- sources
 
 
-def resolve_sources(sources: list[dict], download_dir: Path | None = None) -> tuple[list[Repository], list[str]]:
+def resolve_sources(sources: list[dict], download_dir: Path) -> tuple[list[Repository], list[str]]:
     """The recipe's sources as repositories (sorted by name), and notes on optional ones not found.
 
     Version pins of `path` sources are checked against the installed distribution named like the
@@ -61,8 +61,6 @@ def resolve_sources(sources: list[dict], download_dir: Path | None = None) -> tu
     notes: list[str] = []
     for source in sources:
         if "kind" in source:
-            if download_dir is None:
-                raise CodesearchError(f"source {source['spec']}: no download folder given")
             try:
                 root = fetch(source["kind"], source["spec"], download_dir, sdist=source["sdist"])
             except CodesearchError as exc:
@@ -270,8 +268,7 @@ def split_by_repository(pairs: list[dict], fraction: float, seed: int,
         valid_repos = set(pinned) & set(sizes)
         if not valid_repos:
             raise CodesearchError(f"valid_repos: none of {sorted(pinned)} has pairs")
-        train = [p for p in pairs if p["repo"] not in valid_repos]
-        return train, [p for p in pairs if p["repo"] in valid_repos], sorted(valid_repos)
+        return _split_off(pairs, valid_repos)
     if fraction <= 0:
         return list(pairs), [], []
     if len(sizes) < 2:
@@ -291,7 +288,10 @@ def split_by_repository(pairs: list[dict], fraction: float, seed: int,
             taken += sizes[repo]
     if not chosen:  # every repository is bigger than the target: take the smallest
         chosen = [min(sizes, key=lambda r: (sizes[r], r))]
-    valid_repos = set(chosen)
+    return _split_off(pairs, set(chosen))
+
+
+def _split_off(pairs: list[dict], valid_repos: set[str]) -> tuple[list[dict], list[dict], list[str]]:
     train = [p for p in pairs if p["repo"] not in valid_repos]
     valid = [p for p in pairs if p["repo"] in valid_repos]
     return train, valid, sorted(valid_repos)

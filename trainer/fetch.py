@@ -4,7 +4,7 @@
     {pypi = "zstandard==0.25.0", sdist = true} -> the source distribution (C sources included)
     {npm = "lodash@4.18.1"}                 -> npm pack -> unpack
 
-Each lands in <dest>/<kind>/<name>-<version>/ and is reused from there on the next run. The package
+Each lands in <dest>/<kind>/<name>-<version>[-sdist]/ and is reused from there on the next run. The package
 managers are called as their users call them, so their own configuration (index URL, proxy,
 PIP_FIND_LINKS, npm registry) applies. Nothing fetched is committed: the recipe holds the pins.
 """
@@ -38,7 +38,7 @@ def parse_pin(kind: str, spec: str) -> tuple[str, str]:
 def fetch(kind: str, spec: str, dest: Path, *, sdist: bool = False) -> Path:
     """The unpacked source tree of a pinned package, downloading it unless it is already there."""
     name, version = parse_pin(kind, spec)
-    folder = Path(dest) / kind / f"{name.replace('/', '__')}-{version}"
+    folder = Path(dest) / kind / f"{name.replace('/', '__')}-{version}{'-sdist' if sdist else ''}"
     if (folder / ".complete").is_file():
         return folder
     download = Path(dest) / kind / ".download" / folder.name
