@@ -8,7 +8,8 @@ Prints:
   the other functions unrelated): recall per clone type and overall pair precision for `codesearch
   clones` at several --min-similarity values, for jscpd (all four languages) and for pylint's
   duplicate-code (Python only). A tool's reported fragment covers a function when it spans at least
-  half its lines; a reported pair is right when it is a planted pair.
+  half its lines; a reported pair is right when it is a planted pair. Also the clone score of each
+  type-4 pair beside the highest score of two unrelated functions of one language.
 - MAP@R on ../shared/bench/ojclone/programs-dev.jsonl with the engine's clone score (cosine of unit
   vectors, best window pair), as CodeXGLUE's POJ-104 task computes it (only with --model).
 - the time of the clone pass (find_clones) at each --scale, on an index of this repository's own code
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine import scale_up  # noqa: E402
 
 from codesearch.chunking import chunk_text, language_for_path  # noqa: E402
-from codesearch.clones import CloneOptions, _load, find_clones, similar_pairs  # noqa: E402
+from codesearch.clones import CloneOptions, _best_cosine, _load, find_clones, similar_pairs  # noqa: E402
 from codesearch.config import Settings  # noqa: E402
 from codesearch.indexer import build_index  # noqa: E402
 from codesearch.model import Encoder, ModelFolder  # noqa: E402
@@ -129,6 +130,24 @@ def pylint_pairs(repo: Path, functions) -> set[frozenset[str]] | None:
     return pairs
 
 
+def type4_scores(index: Index, truth: list[dict]) -> str:
+    """The clone score (best window pair cosine) of each planted type-4 pair, and the highest one of
+    any two unrelated functions of one language (classes left out: they hold the planted methods):
+    a threshold between them would find the pair."""
+    functions, owner, vectors = _load(index.store, CloneOptions())
+    key = [f"{f['path']}:{f['name']}" for f in functions]
+    related = {frozenset(p["members"]) for p in truth}
+    best = {}
+    for i, j in ((i, j) for i in range(len(key)) for j in range(i + 1, len(key))):
+        same = functions[i]["language"] == functions[j]["language"]
+        if same and "class" not in (functions[i]["kind"], functions[j]["kind"]):
+            best[frozenset((key[i], key[j]))] = _best_cosine(vectors[owner == i], vectors[owner == j])
+    type4 = [(p["members"][0].split("/")[0], best[frozenset(p["members"])]) for p in truth if p["type"] == 4]
+    unrelated = max(score for pair, score in best.items() if pair not in related)
+    return (f"  type-4 clone scores: {', '.join(f'{lang} {s:.2f}' for lang, s in type4)}; "
+            f"highest unrelated same-language pair {unrelated:.2f}")
+
+
 def bench_fixture(model: Path, work: Path, jscpd: str, thresholds=THRESHOLDS) -> None:
     repo = work / "clones_repo"
     shutil.copytree(FIXTURE, repo)
@@ -139,6 +158,7 @@ def bench_fixture(model: Path, work: Path, jscpd: str, thresholds=THRESHOLDS) ->
     print(f"planted clones ({len(truth)} pairs, {sum(len(v) for v in functions.values())} functions):")
     for threshold in thresholds:
         score(f"codesearch --min-similarity {threshold}", ours(index, threshold), truth)
+    print(type4_scores(index, truth))
     found = jscpd_pairs(jscpd, repo, functions)
     if found is not None:
         score("jscpd --min-lines 5", found, truth)

@@ -12,6 +12,7 @@ from trainer.data import (
     decontaminate,
     dedupe,
     first_sentence,
+    without_name_prefix,
     mine_hard_negatives,
     read_jsonl,
     split_by_repository,
@@ -166,6 +167,16 @@ def test_written_negatives_come_from_the_same_split(built):
 )
 def test_first_sentence(docstring, sentence):
     assert first_sentence(docstring) == sentence
+
+
+@pytest.mark.parametrize("query, name, expected", [
+    ("kobject_synth_uevent - send synthetic uevent with arguments", "kobject_synth_uevent", "send synthetic uevent with arguments"),
+    ("sysfs_remove_file() - remove an attribute file.", "sysfs_remove_file", "remove an attribute file."),
+    ("Reverse returns the string reversed.", "strutil.Reverse", "Reverse returns the string reversed."),
+    ("read_all - the rest", "read", "read_all - the rest"),
+])
+def test_kernel_doc_name_prefix_is_dropped(query, name, expected):
+    assert without_name_prefix(query, name) == expected
 
 
 @pytest.mark.parametrize(

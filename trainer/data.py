@@ -55,20 +55,29 @@ def resolve_sources(sources: list[dict], download_dir: Path) -> tuple[list[Repos
     """The recipe's sources as repositories (sorted by name), and notes on optional ones not found.
 
     Version pins of `path` sources are checked against the installed distribution named like the
-    repository; pypi and npm sources are downloaded at their pin into `download_dir` (trainer.fetch).
+    repository; pypi, npm and deb sources are downloaded at their pin into `download_dir` (trainer.fetch),
+    and a deb's `include` globs pick the repositories inside it.
     """
     repos: dict[str, Repository] = {}
     notes: list[str] = []
     for source in sources:
         if "kind" in source:
             try:
-                root = fetch(source["kind"], source["spec"], download_dir, sdist=source["sdist"])
+                root = fetch(source["kind"], source["spec"], download_dir, sdist=source["sdist"],
+                             archive=source.get("archive", ""))
             except CodesearchError as exc:
                 if not source["optional"]:
                     raise
                 notes.append(str(exc))
                 continue
-            found = [Repository(source["repo"], root, source["version"])]
+            if source.get("include"):
+                matches = _included(root, source["include"], source["exclude"])
+                if not matches:
+                    patterns = ", ".join(source["include"])
+                    raise CodesearchError(f"source {source['spec']}: {patterns} matches nothing in the package")
+                found = [Repository(f"{source['repo']}-{m.name}", m, source["version"]) for m in matches]
+            else:
+                found = [Repository(source["repo"], root, source["version"])]
         elif "glob" in source:
             matches = sorted(Path(m) for m in glob.glob(source["glob"]))
             matches = [m for m in matches if not m.name.startswith(".") and not any(fnmatch(m.name, x) for x in source["exclude"])]
@@ -92,6 +101,14 @@ def resolve_sources(sources: list[dict], download_dir: Path) -> tuple[list[Repos
                 raise CodesearchError(f"two sources are both named repository {repo.name!r}: give one a `repo` name")
             repos[repo.name] = repo
     return [repos[name] for name in sorted(repos)], notes
+
+
+def _included(root: Path, patterns: list[str], exclude: list[str]) -> list[Path]:
+    """The directories and source files under `root` that match a pattern, less excluded names."""
+    base = root.resolve()
+    matches = sorted({m for pattern in patterns for m in root.glob(pattern) if m.resolve().is_relative_to(base)})
+    return [m for m in matches if not m.name.startswith(".") and not any(fnmatch(m.name, x) for x in exclude)
+            and (m.is_dir() or language_for_path(m.name))]
 
 
 def _installed_version(dist: str, pinned: str, notes: list[str]) -> str:
@@ -163,6 +180,12 @@ def first_sentence(docstring: str) -> str:
     return text
 
 
+def without_name_prefix(query: str, name: str) -> str:
+    """A kernel-doc summary without its leading "name - " or "name(): " (the name is in the code)."""
+    short = re.escape(name.rsplit(".", 1)[-1])
+    return re.sub(rf"^{short}\s*(?:\(\))?\s*(?:-+|:)\s+", "", query, count=1)
+
+
 def trivial_query(query: str, name: str, cfg: DataConfig) -> str | None:
     """Why a query is not worth training on ("short_query", ...), or None if it is."""
     words = re.findall(r"[A-Za-z]{2,}", query)
@@ -195,7 +218,7 @@ def pair_from_chunk(chunk: Chunk, repo: str, cfg: DataConfig) -> tuple[dict | No
         return None, "no_docstring"
     if is_test(chunk):
         return None, "test"
-    query = first_sentence(chunk.docstring)
+    query = without_name_prefix(first_sentence(chunk.docstring), chunk.name)
     reason = trivial_query(query, chunk.name, cfg)
     if reason:
         return None, reason

@@ -31,7 +31,8 @@ from trainer.fetch import parse_pin
 class DataConfig:
     # Each source is a glob string (every match is one repository, named by its basename), or a table
     # {glob, exclude = [basename patterns]} or {path, repo, version?, optional?} (one repository), or a
-    # pinned package the data stage downloads: {pypi = "name==version", sdist?} or {npm = "name@version"}.
+    # pinned package the data stage downloads: {pypi = "name==version", sdist?}, {npm = "name@version"} or
+    # {deb = "name=version", archive?, include = [globs inside it: one repository each], exclude?}.
     sources: list = field(default_factory=list)
     languages: list = field(default_factory=list)  # empty: every language the chunker knows
     ignore: list = field(default_factory=list)  # gitignore-style patterns for the walk, e.g. "tests/"
@@ -234,12 +235,29 @@ def _split(table: dict, kinds: tuple[type, ...], where: str) -> list[Any]:
 
 
 def _expand_source(source: Any, expand, where: str) -> dict:
-    """A source as a dict: {"glob", "exclude"}, {"path", "repo", "version", "optional"} or
-    {"kind" (pypi, npm), "spec", "repo", "version", "sdist", "optional"}."""
+    """A source as a dict: {"glob", "exclude"}, {"path", "repo", "version", "optional"},
+    {"kind" (pypi, npm), "spec", "repo", "version", "sdist", "optional"} or the same for a deb with
+    "archive", "include" (globs inside the package: each match is a repository "<repo>-<name>") and
+    "exclude" (names)."""
     if isinstance(source, str):
         source = {"glob": source}
     if not isinstance(source, dict):
         raise CodesearchError(f"{where}: each source is a glob string or a table, not {source!r}")
+    if "deb" in source:
+        _check_keys(source, ("deb", "archive", "include", "exclude", "repo", "optional"), where)
+        name, version = parse_pin("deb", str(source["deb"]))
+        include = source.get("include", [])
+        return {
+            "kind": "deb",
+            "spec": str(source["deb"]).strip(),
+            "repo": str(source.get("repo") or name),
+            "version": version,
+            "sdist": False,
+            "archive": str(source.get("archive", "")),
+            "include": [include] if isinstance(include, str) else [str(i) for i in include],
+            "exclude": [str(x) for x in source.get("exclude", [])],
+            "optional": bool(source.get("optional", False)),
+        }
     for kind in ("pypi", "npm"):
         if kind in source:
             _check_keys(source, (kind, "repo", "optional") + (("sdist",) if kind == "pypi" else ()), where)
@@ -261,7 +279,7 @@ def _expand_source(source: Any, expand, where: str) -> dict:
         }
     _check_keys(source, ("path", "repo", "version", "optional"), where)
     if "path" not in source:
-        raise CodesearchError(f"{where}: a source table needs `glob`, `path`, `pypi` or `npm`")
+        raise CodesearchError(f"{where}: a source table needs `glob`, `path`, `pypi`, `npm` or `deb`")
     path = expand(source["path"])
     return {
         "path": path,
