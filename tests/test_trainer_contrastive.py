@@ -79,6 +79,9 @@ def test_a_stopped_run_resumes_where_it_left_off(tok, tmp_path):
     assert [r["loss"] for r in log] == pytest.approx(expected, rel=1e-5)
     assert resumed["last_loss"] == pytest.approx(unbroken["last_loss"], rel=1e-5)
 
+    again = run(6, tmp_path / "run")  # nothing left to do: the summary still says where the run ended
+    assert again["steps"] == 6 and again["last_loss"] == log[-1]["loss"] and again["pairs_per_s"] > 0
+
 
 def test_search_style_reads_like_a_typed_search():
     rng = random.Random(0)
