@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine import scale_up  # noqa: E402
 
 from codesearch.chunking import chunk_text, language_for_path  # noqa: E402
-from codesearch.clones import CloneOptions, _best_cosine, _load, find_clones, similar_pairs  # noqa: E402
+from codesearch.clones import CloneOptions, _best_cosine, _load, _windows_of, find_clones, similar_pairs  # noqa: E402
 from codesearch.config import Settings  # noqa: E402
 from codesearch.indexer import build_index  # noqa: E402
 from codesearch.model import Encoder, ModelFolder  # noqa: E402
@@ -137,11 +137,12 @@ def type4_scores(index: Index, truth: list[dict]) -> str:
     functions, owner, vectors = _load(index.store, CloneOptions())
     key = [f"{f['path']}:{f['name']}" for f in functions]
     related = {frozenset(p["members"]) for p in truth}
+    rows = _windows_of(owner)
     best = {}
     for i, j in ((i, j) for i in range(len(key)) for j in range(i + 1, len(key))):
         same = functions[i]["language"] == functions[j]["language"]
         if same and "class" not in (functions[i]["kind"], functions[j]["kind"]):
-            best[frozenset((key[i], key[j]))] = _best_cosine(vectors[owner == i], vectors[owner == j])
+            best[frozenset((key[i], key[j]))] = _best_cosine(vectors[rows(i)], vectors[rows(j)])
     type4 = [(p["members"][0].split("/")[0], best[frozenset(p["members"])]) for p in truth if p["type"] == 4]
     unrelated = max(score for pair, score in best.items() if pair not in related)
     return (f"  type-4 clone scores: {', '.join(f'{lang} {s:.2f}' for lang, s in type4)}; "

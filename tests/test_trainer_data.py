@@ -12,11 +12,11 @@ from trainer.data import (
     decontaminate,
     dedupe,
     first_sentence,
-    without_name_prefix,
     mine_hard_negatives,
     read_jsonl,
     split_by_repository,
     trivial_query,
+    without_name_prefix,
 )
 from codesearch.errors import CodesearchError
 from trainer.dedupe import normalised_hash

@@ -199,10 +199,11 @@ def local_apt(tmp_path, monkeypatch) -> Path:
         z.writestr("mod/strutil/reverse.go", GO_SOURCE)
         z.writestr("mod/other/x.go", "package other\n")
         z.writestr("notes/README", "not source\n")
-    debs = [build_deb(repo, "tinygo-src", "1.0-1", {"usr/share/tinygo/src/strutil/reverse.go": GO_SOURCE.encode()}),
-            build_deb(repo, "tinyzip-source", "2:2.0+ds-1", {"usr/lib/tiny/src.zip": src_zip.getvalue()})]
+    packages = [("tinygo-src", "1.0-1", {"usr/share/tinygo/src/strutil/reverse.go": GO_SOURCE.encode()}),
+                ("tinyzip-source", "2:2.0+ds-1", {"usr/lib/tiny/src.zip": src_zip.getvalue()})]
     index = []
-    for deb, (name, version) in zip(debs, [("tinygo-src", "1.0-1"), ("tinyzip-source", "2:2.0+ds-1")]):
+    for name, version, files in packages:
+        deb = build_deb(repo, name, version, files)
         index.append(f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: t <t@example.org>\n"
                      f"Filename: ./{deb.name}\nSize: {deb.stat().st_size}\n"
                      f"SHA256: {hashlib.sha256(deb.read_bytes()).hexdigest()}\nDescription: test\n")

@@ -281,10 +281,10 @@ def train_contrastive(
     encoder.save(out_dir / "final", tokenizer=tok)
     done = (step - start_step) * min(cfg.batch_size, len(pairs))
     if not done and (out_dir / "log.jsonl").is_file():  # resumed at max_steps: the log has the last figures
-        records = [json.loads(line) for line in (out_dir / "log.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
-        if records:
-            return {"steps": step, "first_loss": None, "last_loss": records[-1]["loss"],
-                    "pairs_per_s": records[-1]["pairs_per_s"]}
+        lines = (out_dir / "log.jsonl").read_text(encoding="utf-8").splitlines()
+        if lines:
+            last = json.loads(lines[-1])
+            return {"steps": step, "first_loss": None, "last_loss": last["loss"], "pairs_per_s": last["pairs_per_s"]}
     return {
         "steps": step,
         "first_loss": first_loss,

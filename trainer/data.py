@@ -79,9 +79,7 @@ def resolve_sources(sources: list[dict], download_dir: Path) -> tuple[list[Repos
             else:
                 found = [Repository(source["repo"], root, source["version"])]
         elif "glob" in source:
-            matches = sorted(Path(m) for m in glob.glob(source["glob"]))
-            matches = [m for m in matches if not m.name.startswith(".") and not any(fnmatch(m.name, x) for x in source["exclude"])]
-            matches = [m for m in matches if m.is_dir() or language_for_path(m.name)]
+            matches = _repository_roots(map(Path, glob.glob(source["glob"])), source["exclude"])
             if not matches:
                 if source["optional"]:
                     notes.append(f"no match for {source['glob']}")
@@ -104,11 +102,17 @@ def resolve_sources(sources: list[dict], download_dir: Path) -> tuple[list[Repos
 
 
 def _included(root: Path, patterns: list[str], exclude: list[str]) -> list[Path]:
-    """The directories and source files under `root` that match a pattern, less excluded names."""
+    """The repositories that `patterns` (globs relative to `root`) pick inside it."""
     base = root.resolve()
-    matches = sorted({m for pattern in patterns for m in root.glob(pattern) if m.resolve().is_relative_to(base)})
-    return [m for m in matches if not m.name.startswith(".") and not any(fnmatch(m.name, x) for x in exclude)
-            and (m.is_dir() or language_for_path(m.name))]
+    return _repository_roots((m for pattern in patterns for m in root.glob(pattern)
+                              if m.resolve().is_relative_to(base)), exclude)
+
+
+def _repository_roots(matches, exclude: list[str]) -> list[Path]:
+    """Glob matches that can be repositories, sorted: directories and source files, less hidden
+    and excluded names."""
+    return sorted({m for m in matches if not m.name.startswith(".") and not any(fnmatch(m.name, x) for x in exclude)
+                   and (m.is_dir() or language_for_path(m.name))})
 
 
 def _installed_version(dist: str, pinned: str, notes: list[str]) -> str:
