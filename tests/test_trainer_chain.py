@@ -143,6 +143,7 @@ BAD_RECIPE = 'name = "bad"\n[data]\nsources = ["src/*"]\nbogus = 1\n'
         (["data", "--recipe", str(TINY), "--set", "data.min_code_lines=\"x\""], "min_code_lines must be of type int"),
         (["data", "--recipe", str(TINY), "--set", "eval.sets=[\"cosqa\", \"nope\"]"], "unknown sets ['nope']"),
         (["data", "--recipe", str(TINY), "--set", "contrastive.lr=\"fast\""], "[contrastive]: lr must be of type float"),
+        (["data", "--recipe", str(TINY), "--set", "pretrain.precision=fp16"], "[pretrain] precision must be auto, bf16, fp32"),
         (["contrastive", "--recipe", str(TINY), "--set", 'run_dir="{root}/empty"'], "run the tokenizer stage first"),
     ],
 )

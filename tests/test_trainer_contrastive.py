@@ -9,7 +9,7 @@ import torch
 import random
 
 from trainer.contrastive import ContrastiveConfig, batch_queries, search_style, train_contrastive
-from trainer.model import Encoder, tokenize_batch
+from trainer.model import Encoder, tokenize_batch, uses_bf16
 from trainer.tiny import tiny_encoder, tiny_tokenizer
 from trainer.tokenizer import special_ids
 
@@ -49,6 +49,27 @@ def test_loss_decreases_and_the_final_encoder_loads(tok, tmp_path):
         q = final(*tokenize_batch(tok, [p["query"] for p in PAIRS[:8]], "", 32, pad))
         c = final(*tokenize_batch(tok, [p["code"] for p in PAIRS[:8]], "", 64, pad))
     assert ((q @ c.T).argmax(1) == torch.arange(8)).float().mean() >= 0.5  # chance: 1 in 8
+
+
+def test_bf16_and_fp32_steps_differ_and_both_learn(tok, tmp_path):
+    # bf16 matrix products (what "auto" picks on an AVX-512 CPU or CUDA) change the losses a little
+    logs = {}
+    for precision in ("fp32", "bf16"):
+        cfg = replace(CFG, precision=precision)
+        result = train_contrastive(tiny_encoder(tok), tok, PAIRS, cfg, tmp_path / precision, progress=False)
+        assert result["precision"] == precision
+        logs[precision] = [r["loss"] for r in losses(tmp_path / precision)]
+        assert sum(logs[precision][-4:]) / 4 < 0.5 * sum(logs[precision][:4]) / 4
+    assert logs["fp32"] != logs["bf16"]
+    assert logs["bf16"][0] == pytest.approx(logs["fp32"][0], rel=0.05)  # the same first step, roughly
+
+
+def test_precision_auto_follows_the_hardware():
+    cpu = torch.device("cpu")
+    assert uses_bf16(cpu, "auto") == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert uses_bf16(cpu, "bf16") and not uses_bf16(cpu, "fp32")
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp32"):
+        uses_bf16(cpu, "fp16")
 
 
 @pytest.mark.parametrize("in_batch,use_lora", [(False, True), (True, False)])

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from trainer.model import Encoder, is_lora, tokenize_batch
+from trainer.model import Encoder, autocast, is_lora, tokenize_batch, uses_bf16
 from trainer.progress import training_bar
 from trainer.tokenizer import special_ids
 
@@ -77,6 +77,7 @@ class ContrastiveConfig:
     code_prefix: str = ""
     search_style: float = 0.0  # share of queries rewritten as a user types a search (see search_style)
     docstring_share: float = 0.0  # share of codes shown with their docstring, as the engine embeds them
+    precision: str = "auto"  # matrix products in bf16 where the hardware has them (trainer.model.uses_bf16)
 
 
 def apply_lora(encoder: Encoder, cfg: ContrastiveConfig) -> Encoder:
@@ -205,6 +206,7 @@ def train_contrastive(
     random.seed(cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     pad = special_ids(tok)["pad"]
+    precision = "bf16" if uses_bf16(device, cfg.precision) else "fp32"
 
     if cfg.use_lora and not is_lora(encoder):
         apply_lora(encoder, cfg)
@@ -231,8 +233,8 @@ def train_contrastive(
 
     def embed(texts: list[str], prefix: str, max_length: int) -> torch.Tensor:
         ids, mask = tokenize_batch(tok, texts, prefix, max_length, pad)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            return encoder(ids.to(device), mask.to(device))  # (B, D)
+        with autocast(device, cfg.precision):
+            return encoder(ids.to(device), mask.to(device)).float()  # (B, D); the loss in fp32
 
     log = (out_dir / "log.jsonl").open("a", encoding="utf-8")
     rate = "{task.fields[rate]:.1f} pairs/s"
@@ -284,12 +286,14 @@ def train_contrastive(
         lines = (out_dir / "log.jsonl").read_text(encoding="utf-8").splitlines()
         if lines:
             last = json.loads(lines[-1])
-            return {"steps": step, "first_loss": None, "last_loss": last["loss"], "pairs_per_s": last["pairs_per_s"]}
+            return {"steps": step, "first_loss": None, "last_loss": last["loss"], "pairs_per_s": last["pairs_per_s"],
+                    "precision": precision}
     return {
         "steps": step,
         "first_loss": first_loss,
         "last_loss": last_loss,
         "pairs_per_s": done / (time.perf_counter() - started) if done else 0.0,
+        "precision": precision,
     }
 
 

@@ -24,6 +24,29 @@ from codesearch.errors import CodesearchError
 from codesearch.model import pad_batch
 
 
+# ----------------------------------------------------------------------------- precision
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """Whether training runs its matrix products in bf16 (weights, optimizer state and loss stay fp32).
+
+    "auto": on CUDA, and on a CPU whose oneDNN has bf16 kernels (AVX-512): contrastive steps ran
+    about 1.7x faster than fp32 on the shared 2-core AMD EPYC. "bf16": always. "fp32": never.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "auto":
+        return device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return precision == "bf16"
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """The forward pass's autocast context for `uses_bf16`."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(device, precision))
+
+
 # ----------------------------------------------------------------------------- base decoder
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from trainer.model import autocast, uses_bf16
 from trainer.progress import training_bar
 from trainer.recipe import PretrainConfig
 
@@ -95,7 +96,7 @@ def pretrain(model, tok: Tokenizer, texts: Sequence[str], cfg: PretrainConfig, o
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = get_batch(stream, step, cfg)  # (B, T) each
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with autocast(device, cfg.precision):
             logits = model(input_ids=x.to(device), use_cache=False).logits  # (B, T, V)
         loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten())
         optimizer.zero_grad(set_to_none=True)
@@ -138,4 +139,5 @@ def pretrain(model, tok: Tokenizer, texts: Sequence[str], cfg: PretrainConfig, o
         "first_loss": first_loss,
         "last_loss": last_loss,
         "tokens_per_s": (step - start_step) * cfg.batch_size * cfg.seq_length / elapsed if step > start_step else 0.0,
+        "precision": "bf16" if uses_bf16(device, cfg.precision) else "fp32",
     }

@@ -70,6 +70,7 @@ class PretrainConfig:
     checkpoint_every: int = 200
     log_every: int = 10
     seed: int = 0
+    precision: str = "auto"  # matrix products in bf16 where the hardware has them (trainer.model.uses_bf16)
 
 
 @dataclass
@@ -146,7 +147,7 @@ class Recipe:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], *, source: str = "<dict>", recipe_dir: Path | None = None) -> "Recipe":
         from trainer.contrastive import ContrastiveConfig
-        from trainer.model import BaseConfig, EncoderConfig
+        from trainer.model import PRECISIONS, BaseConfig, EncoderConfig
 
         where = f"recipe {source}"
         _check_keys(raw, TOP_LEVEL, where)
@@ -173,6 +174,9 @@ class Recipe:
             raw.get("contrastive", {}), (ContrastiveConfig, EncoderConfig), f"{where} [contrastive]"
         )
         contrastive.lora_targets = tuple(contrastive.lora_targets)
+        for section, stage in (("pretrain", pretrain), ("contrastive", contrastive)):
+            if stage.precision not in PRECISIONS:
+                raise CodesearchError(f"{where}: [{section}] precision must be {', '.join(PRECISIONS)}")
         data = _build(DataConfig, raw.get("data", {}), f"{where} [data]")
         if not data.sources:
             raise CodesearchError(f"{where}: [data] sources is required (globs or {{path, repo}} tables)")
