@@ -144,6 +144,30 @@ def test_hard_negative_is_never_the_positive_nor_a_copy_of_it():
     assert mined[2]["negative"] in (pairs[0]["code"], pairs[1]["code"])
 
 
+def test_hard_negatives_are_mined_within_each_language():
+    go = [
+        {"query": "parse a json config", "language": "go",
+         "code": "func parseConfig(data []byte) (Config, error) {\n\tvar c Config\n\treturn c, json.Unmarshal(data, &c)\n}"},
+        {"query": "add two numbers", "language": "go", "code": "func add(a, b int) int {\n\ttotal := a + b\n\treturn total\n}"},
+    ]
+    python = [
+        # BM25's best match for the Go json query, in another language
+        {"query": "dump a config", "language": "python",
+         "code": "def parse_json_config(config):\n    return json.loads(config)  # parse json config"},
+        {"query": "count words", "language": "python", "code": "def count_words(text):\n    return len(text.split())"},
+    ]
+    lonely = [{"query": "sum a slice", "language": "rust", "code": "fn sum(xs: &[i32]) -> i32 {\n    xs.iter().sum()\n}"}]
+    pairs = go + python + lonely
+    unlabelled = [{k: v for k, v in p.items() if k != "language"} for p in pairs]
+    assert mine_hard_negatives(unlabelled, "bm25")[0]["negative"] == python[0]["code"]  # all as one: across
+
+    mined = mine_hard_negatives(pairs, "bm25")
+    assert [p["query"] for p in mined] == [p["query"] for p in pairs]  # the order kept
+    assert mined[0]["negative"] == go[1]["code"] and mined[1]["negative"] == go[0]["code"]
+    assert mined[2]["negative"] == python[1]["code"] and mined[3]["negative"] == python[0]["code"]
+    assert mined[4]["negative"] in {p["code"] for p in go + python}  # the only one of its language: any other
+
+
 def test_written_negatives_come_from_the_same_split(built):
     out, _ = built
     for name in ("pairs-train.jsonl", "pairs-valid.jsonl"):

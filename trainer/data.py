@@ -329,9 +329,36 @@ def _split_off(pairs: list[dict], valid_repos: set[str]) -> tuple[list[dict], li
 
 def mine_hard_negatives(pairs: list[dict], method: str = "bm25", embed: EmbedFn | None = None, *,
                         depth: int = 10, seed: int = 0) -> list[dict]:
-    """Each pair with a "negative": the best-ranked other code for its query, never the positive
-    nor an exact duplicate of it. Ranked by BM25 over identifier tokens ("bm25") or by cosine
-    with `embed` ("model"); a pair whose top `depth` are all excluded gets a random other code."""
+    """Each pair with a "negative": the best-ranked other code of the same language for its query,
+    never the positive nor an exact duplicate of it. Ranked by BM25 over identifier tokens ("bm25")
+    or by cosine with `embed` ("model"); a pair whose top `depth` are all excluded, or the only one
+    of its language, gets a random other code.
+
+    Mined over all languages at once, 35-40% of the Go, Java, C and JavaScript pairs of the default
+    corpus got a negative in another language, which the language alone tells apart: no longer hard.
+    Each language is also a smaller BM25 index: 128k pairs took 9.4 min this way with a training run
+    beside it, against about 20 min in one index."""
+    by_language: dict[str, list[int]] = {}
+    for i, pair in enumerate(pairs):
+        by_language.setdefault(pair.get("language", ""), []).append(i)
+    if len(by_language) < 2:
+        return _mine(pairs, method, embed, depth, seed)
+    out: list[dict] = [{}] * len(pairs)
+    lonely = []
+    for language, indices in sorted(by_language.items()):
+        if len(indices) < 2:
+            lonely += indices
+            continue
+        for i, row in zip(indices, _mine([pairs[i] for i in indices], method, embed, depth, seed)):
+            out[i] = row
+    rng = random.Random(seed)
+    for i in lonely:
+        out[i] = _with_negative(pairs[i], pairs[rng.choice([j for j in range(len(pairs)) if j != i])])
+    return out
+
+
+def _mine(pairs: list[dict], method: str, embed: EmbedFn | None, depth: int, seed: int) -> list[dict]:
+    """`mine_hard_negatives` within one list of pairs, whatever their languages."""
     if len(pairs) < 2:
         return [dict(p, negative="") for p in pairs]
     codes = [p["code"] for p in pairs]
@@ -357,12 +384,17 @@ def mine_hard_negatives(pairs: list[dict], method: str = "bm25", embed: EmbedFn 
         j = next((int(j) for j in ranked[i] if j != i and digests[j] != digests[i]), None)
         if j is None:
             j = rng.choice([x for x in range(len(codes)) if digests[x] != digests[i]] or [(i + 1) % len(codes)])
-        row = dict(pair, negative=codes[j])
-        row.pop("negative_full", None)
-        if "code_full" in pairs[j]:
-            row["negative_full"] = pairs[j]["code_full"]
-        out.append(row)
+        out.append(_with_negative(pair, pairs[j]))
     return out
+
+
+def _with_negative(pair: dict, other: dict) -> dict:
+    """`pair` with `other`'s code (and its code as written, if any) as its hard negative."""
+    row = dict(pair, negative=other["code"])
+    row.pop("negative_full", None)
+    if "code_full" in other:
+        row["negative_full"] = other["code_full"]
+    return row
 
 
 # ----------------------------------------------------------------------------- the stage
