@@ -343,9 +343,9 @@ def mine_hard_negatives(pairs: list[dict], method: str = "bm25", embed: EmbedFn 
         by_language.setdefault(pair.get("language", ""), []).append(i)
     if len(by_language) < 2:
         return _mine(pairs, method, embed, depth, seed)
-    out: list[dict] = [{}] * len(pairs)
+    out: list[dict] = [{}] * len(pairs)  # each place filled below
     lonely = []
-    for language, indices in sorted(by_language.items()):
+    for indices in by_language.values():
         if len(indices) < 2:
             lonely += indices
             continue
