@@ -77,7 +77,7 @@ def main() -> int:
     cpu = torch.device("cpu")
 
     def step(precision: str) -> None:
-        with autocast(cpu, precision):
+        with autocast(cpu, precision == "bf16"):
             q, c = encoder(*queries).float(), encoder(*codes).float()
         loss = info_nce(q, c, cfg.temperature, cfg.in_batch)
         optimizer.zero_grad(set_to_none=True)

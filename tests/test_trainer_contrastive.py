@@ -67,6 +67,7 @@ def test_bf16_and_fp32_steps_differ_and_both_learn(tok, tmp_path):
 def test_precision_auto_follows_the_hardware():
     cpu = torch.device("cpu")
     assert uses_bf16(cpu, "auto") == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert uses_bf16(torch.device("cuda"), "auto")  # always on CUDA, whatever this CPU has
     assert uses_bf16(cpu, "bf16") and not uses_bf16(cpu, "fp32")
     with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp32"):
         uses_bf16(cpu, "fp16")

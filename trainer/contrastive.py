@@ -206,7 +206,8 @@ def train_contrastive(
     random.seed(cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     pad = special_ids(tok)["pad"]
-    precision = "bf16" if uses_bf16(device, cfg.precision) else "fp32"
+    bf16 = uses_bf16(device, cfg.precision)
+    precision = "bf16" if bf16 else "fp32"
 
     if cfg.use_lora and not is_lora(encoder):
         apply_lora(encoder, cfg)
@@ -233,7 +234,7 @@ def train_contrastive(
 
     def embed(texts: list[str], prefix: str, max_length: int) -> torch.Tensor:
         ids, mask = tokenize_batch(tok, texts, prefix, max_length, pad)
-        with autocast(device, cfg.precision):
+        with autocast(device, bf16):
             return encoder(ids.to(device), mask.to(device)).float()  # (B, D); the loss in fp32
 
     log = (out_dir / "log.jsonl").open("a", encoding="utf-8")

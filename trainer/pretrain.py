@@ -70,6 +70,7 @@ def pretrain(model, tok: Tokenizer, texts: Sequence[str], cfg: PretrainConfig, o
         raise ValueError(f"corpus has {len(stream)} tokens, fewer than one sequence of {cfg.seq_length}")
     torch.manual_seed(cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    bf16 = uses_bf16(device, cfg.precision)
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     # Weight decay on matrices only (embeddings included), not on norms and biases: nanoGPT's split.
@@ -96,7 +97,7 @@ def pretrain(model, tok: Tokenizer, texts: Sequence[str], cfg: PretrainConfig, o
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = get_batch(stream, step, cfg)  # (B, T) each
-        with autocast(device, cfg.precision):
+        with autocast(device, bf16):
             logits = model(input_ids=x.to(device), use_cache=False).logits  # (B, T, V)
         loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten())
         optimizer.zero_grad(set_to_none=True)
@@ -139,5 +140,5 @@ def pretrain(model, tok: Tokenizer, texts: Sequence[str], cfg: PretrainConfig, o
         "first_loss": first_loss,
         "last_loss": last_loss,
         "tokens_per_s": (step - start_step) * cfg.batch_size * cfg.seq_length / elapsed if step > start_step else 0.0,
-        "precision": "bf16" if uses_bf16(device, cfg.precision) else "fp32",
+        "precision": "bf16" if bf16 else "fp32",
     }
