@@ -121,6 +121,25 @@ def test_a_second_run_skips_finished_stages_and_resumes_training(chain, capsys):
     assert len(read_log(run / "contrastive" / "log.jsonl")) == log_lines
 
 
+def test_a_run_starts_from_an_exported_model_folder(chain, capsys):
+    """tokenizer.from_model: a model folder's tokenizer and weights; no BPE, no pretraining."""
+    from trainer.tokenizer import load_tokenizer
+
+    root = chain[0]
+    shipped, again = root / "run" / "model", root / "again"
+    argv = tiny_argv("all", root, "--set", f'run_dir="{again}"', "--set", f'tokenizer.from_model="{shipped}"',
+                     "--set", "contrastive.max_steps=20")
+    assert main([a for a in argv if a != "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "pretrain: skipped" in err and f"contrastive: starting from {shipped}" in err
+    assert not (again / "pretrain").exists()
+    assert load_tokenizer(again / "tokenizer" / "tokenizer.json").get_vocab() == load_tokenizer(
+        shipped / "tokenizer.json").get_vocab()
+    # It goes on from where the first run ended, not from a barely pretrained decoder.
+    assert read_log(again / "contrastive" / "log.jsonl")[0] < read_log(root / "run" / "contrastive" / "log.jsonl")[0]
+    assert "Base: the exported model" in (again / "model" / "MODEL_CARD.md").read_text(encoding="utf-8")
+
+
 def test_a_run_folder_refuses_another_recipe(chain, capsys):
     root = chain[0]
     assert main(tiny_argv("data", root, "--set", "data.min_code_lines=5")) == 2
@@ -145,6 +164,10 @@ BAD_RECIPE = 'name = "bad"\n[data]\nsources = ["src/*"]\nbogus = 1\n'
         (["data", "--recipe", str(TINY), "--set", "contrastive.lr=\"fast\""], "[contrastive]: lr must be of type float"),
         (["data", "--recipe", str(TINY), "--set", "pretrain.precision=fp16"], "[pretrain] precision must be auto, bf16, fp32"),
         (["contrastive", "--recipe", str(TINY), "--set", 'run_dir="{root}/empty"'], "run the tokenizer stage first"),
+        (["data", "--recipe", str(TINY), "--set", 'tokenizer.base="{root}"', "--set", 'tokenizer.from_model="{root}"'],
+         "base and from_model are two starts"),
+        (["tokenizer", "--recipe", str(TINY), "--set", 'run_dir="{root}/r"', "--set", 'tokenizer.from_model="{root}"'],
+         "not a codesearch model folder"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):

@@ -112,7 +112,7 @@ def export_onnx(
             fp32_dir = Path(tmp) / "fp32" if quantize != "none" else partial
             fp32_dir.mkdir(exist_ok=True)
             write_folder(fp32_dir)
-            large = _export_graph(encoder, tok, code_prefix, max_length, pad, fp32_dir / "model.onnx", Path(tmp))
+            large = export_graph(encoder, tok, code_prefix, max_length, pad, fp32_dir / "model.onnx", Path(tmp))
             fp32 = _engine_vectors(fp32_dir, rows)
             check("fp32 vs PyTorch", fp32, reference, bound if quantize == "none" else MIN_COSINE["none"])
             if quantize != "none":
@@ -155,7 +155,7 @@ def parity_rows(tok, query_prefix: str, code_prefix: str, max_length: int) -> li
     return unique
 
 
-def _export_graph(encoder: Encoder, tok, prefix: str, max_length: int, pad: int, path: Path, tmp: Path) -> bool:
+def export_graph(encoder: Encoder, tok, prefix: str, max_length: int, pad: int, path: Path, tmp: Path) -> bool:
     """torch.onnx.export with dynamic batch and sequence axes; returns whether weights went external."""
     example = ["def add(a, b):\n    return a + b", "sort"]
     ids, mask = tokenize_batch(tok, example, prefix, max_length, pad)  # (2, T), the second row padded
@@ -189,16 +189,23 @@ def _export_graph(encoder: Encoder, tok, prefix: str, max_length: int, pad: int,
 
 def _quantize_int8(src: Path, dst: Path, tmp: Path, large: bool) -> None:
     """Dynamic int8: weights per output channel, activations quantised at run time (CPU)."""
-    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     prepared = tmp / "prepared.onnx"
-    # Symbolic shape inference chokes on the decoder's mask arithmetic; plain ONNX inference suffices.
-    quant_pre_process(
-        str(src), str(prepared), skip_symbolic_shape=True,
-        save_as_external_data=large, all_tensors_to_one_file=True, external_data_location="prepared.onnx.data",
-    )
+    prepare_int8(src, prepared, large)
     quantize_dynamic(
         str(prepared), str(dst), weight_type=QuantType.QInt8, per_channel=True, use_external_data_format=large
+    )
+
+
+def prepare_int8(src: Path, dst: Path, large: bool) -> None:
+    """onnxruntime's pre-processing before quantisation (it folds constants, e.g. PMA's fc_q(seed))."""
+    from onnxruntime.quantization import quant_pre_process
+
+    # Symbolic shape inference chokes on the decoder's mask arithmetic; plain ONNX inference suffices.
+    quant_pre_process(
+        str(src), str(dst), skip_symbolic_shape=True,
+        save_as_external_data=large, all_tensors_to_one_file=True, external_data_location=dst.name + ".data",
     )
 
 

@@ -11,7 +11,7 @@
 Unknown keys are errors that list the valid ones. Strings that name paths may use {stdlib},
 {purelib} (this Python's standard library and site-packages) and {recipe_dir}; relative paths are
 relative to the current directory. A given `tokenizer.base` means no pretraining: the base model's
-tokenizer and weights are used.
+tokenizer and weights are used; `tokenizer.from_model` likewise starts from an exported model folder.
 """
 
 from __future__ import annotations
@@ -53,6 +53,10 @@ class DataConfig:
 @dataclass
 class TokenizerConfig:
     base: str = ""  # a Hugging Face causal LM folder: its tokenizer and weights; pretraining is skipped
+    # An exported codesearch model folder (e.g. the shipped one): its tokenizer, and its weights as the
+    # contrastive stage's start (trainer.reload); no BPE and no pretraining. The [pretrain] and
+    # [contrastive] shape fields must describe its architecture.
+    from_model: str = ""
     vocab_size: int = 16384  # BPE trained on the training corpus when there is no base
     max_chars: int = 100_000_000  # of corpus text fed to the BPE trainer
 
@@ -112,6 +116,10 @@ class Recipe:
     @property
     def base_path(self) -> Path | None:
         return Path(self.tokenizer.base) if self.tokenizer.base else None
+
+    @property
+    def from_model(self) -> Path | None:
+        return Path(self.tokenizer.from_model) if self.tokenizer.from_model else None
 
     @property
     def bench_dir(self) -> Path:
@@ -185,6 +193,9 @@ class Recipe:
             raise CodesearchError(f"{where}: [data] hard_negatives must be \"bm25\" or \"none\"")
         tokenizer = _build(TokenizerConfig, raw.get("tokenizer", {}), f"{where} [tokenizer]")
         tokenizer.base = expand(tokenizer.base)
+        tokenizer.from_model = expand(tokenizer.from_model)
+        if tokenizer.base and tokenizer.from_model:
+            raise CodesearchError(f"{where}: [tokenizer] base and from_model are two starts: give one")
         evaluation = _build(EvalConfig, raw.get("eval", {}), f"{where} [eval]")
         evaluation.bench_dir = expand(evaluation.bench_dir)
         unknown_sets = set(evaluation.sets) - {"valid", "cosqa", "ojclone"}

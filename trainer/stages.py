@@ -75,6 +75,12 @@ def run_tokenizer(recipe: Recipe, log: Log) -> Path:
         load_tokenizer(recipe.base_path).save(str(path))
         log(f"tokenizer: copied from base model {recipe.base_path}")
         return path
+    if recipe.from_model is not None:
+        from codesearch.model import ModelFolder
+
+        load_tokenizer(ModelFolder.read(recipe.from_model).path / "tokenizer.json").save(str(path))
+        log(f"tokenizer: copied from model {recipe.from_model}")
+        return path
     texts = corpus_texts(recipe, recipe.tokenizer.max_chars)
     # The queries too, so natural-language words get tokens of their own, not only code's.
     texts += [p["query"] for p in read_jsonl(_data_file(recipe, "pairs-train.jsonl"))]
@@ -84,8 +90,8 @@ def run_tokenizer(recipe: Recipe, log: Log) -> Path:
 
 
 def run_pretrain(recipe: Recipe, log: Log, progress: bool) -> dict | None:
-    if recipe.base_path is not None:
-        log(f"pretrain: skipped, base model {recipe.base_path}")
+    if recipe.base_path is not None or recipe.from_model is not None:
+        log(f"pretrain: skipped, starting from {recipe.base_path or recipe.from_model}")
         return None
     out = recipe.stage_dir("pretrain")
     if (out / "final" / "config.json").is_file():
@@ -121,10 +127,15 @@ def run_contrastive(recipe: Recipe, log: Log, progress: bool) -> dict | None:
     from trainer.model import Encoder, load_base
     from trainer.tokenizer import load_tokenizer
 
-    base = recipe.base_path or recipe.stage_dir("pretrain") / "final"
     tok = load_tokenizer(_tokenizer_file(recipe))
     torch.manual_seed(recipe.contrastive.seed)
-    encoder = Encoder(load_base(base), recipe.encoder)
+    if recipe.from_model is not None:
+        from trainer.reload import encoder_from_folder
+
+        encoder, worst = encoder_from_folder(recipe.from_model, recipe.model, recipe.encoder)
+        log(f"contrastive: starting from {recipe.from_model} (worst cosine to its vectors {worst:.4f})")
+    else:
+        encoder = Encoder(load_base(recipe.base_path or recipe.stage_dir("pretrain") / "final"), recipe.encoder)
     pairs = read_jsonl(_data_file(recipe, "pairs-train.jsonl"))
     log(f"contrastive: {len(pairs)} pairs, {recipe.encoder.pooling} pooling, {recipe.contrastive.max_steps} steps")
     summary = train_contrastive(encoder, tok, pairs, recipe.contrastive, out, progress=progress)
@@ -251,6 +262,8 @@ def model_card(recipe: Recipe) -> str:
     """What the card says about how the model was made: recipe, data counts, training summaries."""
     lines = [f"# {recipe.export.model_id or recipe.name}", "", f"Trained with recipe `{recipe.source}`."]
     base = recipe.base_path or "a Qwen2-style decoder pretrained from scratch on the training corpus"
+    if recipe.from_model is not None:
+        base = f"the exported model {recipe.from_model} (weights read back from its graph, trainer.reload)"
     lines += ["", f"Base: {base}. Pooling: {recipe.encoder.pooling}, dimension {recipe.encoder.dimension}."]
     stats_file = recipe.stage_dir("data") / "stats.json"
     if stats_file.is_file():
