@@ -65,7 +65,12 @@ def fetch(kind: str, spec: str, dest: Path, *, sdist: bool = False, archive: str
         command = ["npm", "pack", "--silent", "--pack-destination", str(download), spec]
     else:
         command = ["apt-get", "download", "--quiet", "--quiet", spec]
-    _run(command, spec, cwd=download if kind == "deb" else None)  # apt-get download writes to its cwd
+    try:
+        _run(command, spec, cwd=download if kind == "deb" else None)  # apt-get download writes to its cwd
+    except CodesearchError as exc:
+        if kind == "deb" and "was not found" in str(exc):  # lists older than the pin (a fresh machine)
+            raise CodesearchError(f"{exc} (run apt-get update: the package lists may predate the pin)") from None
+        raise
     archives = sorted(p for p in download.iterdir() if p.is_file())
     if len(archives) != 1:
         raise CodesearchError(f"{spec}: expected one downloaded archive, found {len(archives)}")
