@@ -8,7 +8,7 @@ import torch
 
 import random
 
-from trainer.contrastive import ContrastiveConfig, batch_queries, search_style, train_contrastive
+from trainer.contrastive import ContrastiveConfig, batch_queries, fit_budget, search_style, train_contrastive
 from trainer.model import Encoder, tokenize_batch, uses_bf16
 from trainer.tiny import tiny_encoder, tiny_tokenizer
 from trainer.tokenizer import special_ids
@@ -124,3 +124,18 @@ def test_batch_queries_rewrite_a_share_and_repeat_for_a_step():
     rewritten = sum(q != p["query"] for q, p in zip(first, pairs))
     assert 60 < rewritten < 140
     assert batch_queries(pairs, 7, replace(cfg, search_style=0.0)) == [p["query"] for p in pairs]
+
+
+def test_a_time_budget_fits_max_steps_and_ends_the_schedule_there(tok, tmp_path):
+    cfg = replace(CFG, max_steps=5000, max_minutes=0.01)  # 0.6 s: a few dozen tiny steps at most
+    result = train_contrastive(tiny_encoder(tok), tok, PAIRS, cfg, tmp_path, progress=False)
+    log = losses(tmp_path)
+    assert result["max_minutes"] == 0.01 and result["steps"] == result["max_steps"] == log[-1]["step"]
+    assert 25 < result["steps"] < 5000  # 5 untimed and 20 timed steps, then what fits
+    assert log[-1]["lr"] < 0.05 * cfg.lr  # the cosine reached its end at the fitted step, not at 5000
+
+
+def test_fit_budget():
+    assert fit_budget(step=25, seconds_per_step=0.5, seconds_left=100.0, max_steps=1000) == 225
+    assert fit_budget(step=25, seconds_per_step=0.5, seconds_left=1e6, max_steps=1000) == 1000
+    assert fit_budget(step=25, seconds_per_step=0.5, seconds_left=-3.0, max_steps=1000) == 26

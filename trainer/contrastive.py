@@ -7,6 +7,7 @@ the decoder's projections (or all weights) and the whole pooling head are traine
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -50,6 +51,10 @@ def info_nce(q: torch.Tensor, c: torch.Tensor, temperature: float = 0.05, in_bat
     return F.cross_entropy(logits, torch.zeros(B, dtype=torch.long, device=q.device))
 
 
+UNTIMED_STEPS = 5  # the first steps of a run are slower (allocation, CUDA start): a time budget skips them
+TIMED_STEPS = 20  # then times this many to fit max_steps into the budget
+
+
 @dataclass
 class ContrastiveConfig:
     temperature: float = 0.05  # CL4D and C2LLM; logits = cos * 20
@@ -78,6 +83,9 @@ class ContrastiveConfig:
     search_style: float = 0.0  # share of queries rewritten as a user types a search (see search_style)
     docstring_share: float = 0.0  # share of codes shown with their docstring, as the engine embeds them
     precision: str = "auto"  # matrix products in bf16 where the hardware has them (trainer.model.uses_bf16)
+    # A wall-clock budget for this run's training loop (0: none): after TIMED_STEPS timed steps,
+    # max_steps is lowered to what fits, and the schedule ends there.
+    max_minutes: float = 0.0
 
 
 def apply_lora(encoder: Encoder, cfg: ContrastiveConfig) -> Encoder:
@@ -224,7 +232,8 @@ def train_contrastive(
         lr=cfg.lr,
         betas=(0.9, 0.999),
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    schedule = [cfg]  # a time budget may shorten it once the speed is known
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, schedule[0]))
 
     checkpoint = out_dir / "checkpoint" / "state.pt"
     step = 0
@@ -243,7 +252,10 @@ def train_contrastive(
     echo = progress and bar is None  # not a terminal: one plain line per log record instead
     first_loss = last_loss = None
     window, started, start_step = [], time.perf_counter(), step
-    while step < cfg.max_steps:
+    max_steps, timed_from, timer = cfg.max_steps, step + UNTIMED_STEPS, 0.0
+    while step < max_steps:
+        if step == timed_from:
+            timer = time.perf_counter()
         batch = [pairs[i] for i in batch_indices(step, len(pairs), cfg.batch_size, cfg.seed)]
         q = embed(batch_queries(batch, step, cfg), cfg.query_prefix, cfg.query_max_length)  # (B, D)
         c = embed(batch_codes(batch, cfg, step), cfg.code_prefix, cfg.code_max_length)  # (B*(1+n), D)
@@ -261,17 +273,27 @@ def train_contrastive(
         first_loss = last_loss if first_loss is None else first_loss
         window.append(last_loss)
         pairs_per_s = (step - start_step) * len(batch) / (time.perf_counter() - started)
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
+        if cfg.max_minutes > 0 and step == timed_from + TIMED_STEPS:
+            max_steps = fit_budget(step, (time.perf_counter() - timer) / TIMED_STEPS,
+                                   cfg.max_minutes * 60 - (time.perf_counter() - started), max_steps)
+            schedule[0] = dataclasses.replace(cfg, max_steps=max_steps)
+            for group, base in zip(optimizer.param_groups, scheduler.base_lrs):  # the next step's, anew
+                group["lr"] = base * lr_factor(step, schedule[0])
+            if bar is not None:
+                bar[0].update(bar[1], total=max_steps)
+            elif progress:
+                print(f"step {step}: {cfg.max_minutes:g} min fit {max_steps} steps", file=sys.stderr, flush=True)
+        if step % cfg.log_every == 0 or step == max_steps:
             record = {"step": step, "loss": sum(window) / len(window), "lr": lr, "pairs_per_s": pairs_per_s}
             log.write(json.dumps(record) + "\n")
             log.flush()
             if echo:
-                print(f"step {step}/{cfg.max_steps}  loss {record['loss']:.4f}  lr {lr:.2e}  "
+                print(f"step {step}/{max_steps}  loss {record['loss']:.4f}  lr {lr:.2e}  "
                       f"{pairs_per_s:.1f} pairs/s", file=sys.stderr, flush=True)
             window = []
         if bar is not None:
             bar[0].update(bar[1], completed=step, loss=last_loss, lr=lr, rate=pairs_per_s)
-        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+        if step % cfg.checkpoint_every == 0 or step == max_steps:
             save_checkpoint(checkpoint, encoder, optimizer, scheduler, step)
     log.close()
     if bar is not None:
@@ -289,13 +311,21 @@ def train_contrastive(
             last = json.loads(lines[-1])
             return {"steps": step, "first_loss": None, "last_loss": last["loss"], "pairs_per_s": last["pairs_per_s"],
                     "precision": precision}
+    budget = {"max_minutes": cfg.max_minutes, "max_steps": max_steps} if cfg.max_minutes > 0 else {}
     return {
+        **budget,
         "steps": step,
         "first_loss": first_loss,
         "last_loss": last_loss,
         "pairs_per_s": done / (time.perf_counter() - started) if done else 0.0,
         "precision": precision,
     }
+
+
+def fit_budget(step: int, seconds_per_step: float, seconds_left: float, max_steps: int) -> int:
+    """The last step a time budget allows: what `seconds_left` holds at this speed, at most `max_steps`,
+    at least one more step."""
+    return max(step + 1, min(max_steps, step + int(seconds_left / max(seconds_per_step, 1e-9))))
 
 
 def save_checkpoint(path: Path, encoder: Encoder, optimizer, scheduler, step: int) -> None:
