@@ -121,12 +121,13 @@ def test_a_second_run_skips_finished_stages_and_resumes_training(chain, capsys):
     assert len(read_log(run / "contrastive" / "log.jsonl")) == log_lines
 
 
-def test_a_run_starts_from_an_exported_model_folder(chain, capsys):
-    """tokenizer.from_model: a model folder's tokenizer and weights; no BPE, no pretraining."""
+@pytest.mark.parametrize("start, base", [("model", "the exported model"), ("contrastive/final", "the trained encoder")])
+def test_a_run_starts_from_a_model_folder(chain, capsys, start, base):
+    """tokenizer.from_model: an exported or trained model's tokenizer and weights; no BPE, no pretraining."""
     from trainer.tokenizer import load_tokenizer
 
     root = chain[0]
-    shipped, again = root / "run" / "model", root / "again"
+    shipped, again = root / "run" / start, root / f"again-{start.replace('/', '-')}"
     argv = tiny_argv("all", root, "--set", f'run_dir="{again}"', "--set", f'tokenizer.from_model="{shipped}"',
                      "--set", "contrastive.max_steps=20")
     assert main([a for a in argv if a != "--quiet"]) == 0
@@ -137,7 +138,7 @@ def test_a_run_starts_from_an_exported_model_folder(chain, capsys):
         shipped / "tokenizer.json").get_vocab()
     # It goes on from where the first run ended, not from a barely pretrained decoder.
     assert read_log(again / "contrastive" / "log.jsonl")[0] < read_log(root / "run" / "contrastive" / "log.jsonl")[0]
-    assert "Base: the exported model" in (again / "model" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert f"Base: {base} {shipped}" in (again / "model" / "MODEL_CARD.md").read_text(encoding="utf-8")
 
 
 def test_a_run_folder_refuses_another_recipe(chain, capsys):

@@ -53,9 +53,9 @@ class DataConfig:
 @dataclass
 class TokenizerConfig:
     base: str = ""  # a Hugging Face causal LM folder: its tokenizer and weights; pretraining is skipped
-    # An exported codesearch model folder (e.g. the shipped one): its tokenizer, and its weights as the
-    # contrastive stage's start (trainer.reload); no BPE and no pretraining. The [pretrain] and
-    # [contrastive] shape fields must describe its architecture.
+    # An exported codesearch model folder (e.g. the shipped one), or a trained Encoder folder (a run's
+    # contrastive/final): its tokenizer, and its weights as the contrastive stage's start
+    # (trainer.reload); no BPE and no pretraining. The recipe's shape fields must describe it.
     from_model: str = ""
     vocab_size: int = 16384  # BPE trained on the training corpus when there is no base
     max_chars: int = 100_000_000  # of corpus text fed to the BPE trainer

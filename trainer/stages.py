@@ -78,7 +78,10 @@ def run_tokenizer(recipe: Recipe, log: Log) -> Path:
     if recipe.from_model is not None:
         from codesearch.model import ModelFolder
 
-        load_tokenizer(ModelFolder.read(recipe.from_model).path / "tokenizer.json").save(str(path))
+        folder = recipe.from_model
+        if not (folder / "encoder.json").is_file():  # a trained Encoder folder has its tokenizer.json too
+            folder = ModelFolder.read(folder).path
+        load_tokenizer(folder / "tokenizer.json").save(str(path))
         log(f"tokenizer: copied from model {recipe.from_model}")
         return path
     texts = corpus_texts(recipe, recipe.tokenizer.max_chars)
@@ -129,7 +132,10 @@ def run_contrastive(recipe: Recipe, log: Log, progress: bool) -> dict | None:
 
     tok = load_tokenizer(_tokenizer_file(recipe))
     torch.manual_seed(recipe.contrastive.seed)
-    if recipe.from_model is not None:
+    if recipe.from_model is not None and (recipe.from_model / "encoder.json").is_file():
+        encoder = Encoder.load(recipe.from_model)  # a trained encoder (contrastive/final), fp32 as trained
+        log(f"contrastive: starting from {recipe.from_model}")
+    elif recipe.from_model is not None:
         from trainer.reload import encoder_from_folder
 
         encoder, worst = encoder_from_folder(recipe.from_model, recipe.model, recipe.encoder)
@@ -262,7 +268,9 @@ def model_card(recipe: Recipe) -> str:
     """What the card says about how the model was made: recipe, data counts, training summaries."""
     lines = [f"# {recipe.export.model_id or recipe.name}", "", f"Trained with recipe `{recipe.source}`."]
     base = recipe.base_path or "a Qwen2-style decoder pretrained from scratch on the training corpus"
-    if recipe.from_model is not None:
+    if recipe.from_model is not None and (recipe.from_model / "encoder.json").is_file():
+        base = f"the trained encoder {recipe.from_model}"
+    elif recipe.from_model is not None:
         base = f"the exported model {recipe.from_model} (weights read back from its graph, trainer.reload)"
     lines += ["", f"Base: {base}. Pooling: {recipe.encoder.pooling}, dimension {recipe.encoder.dimension}."]
     stats_file = recipe.stage_dir("data") / "stats.json"
