@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from codesearch.errors import CodesearchError
     from trainer import stages
     from trainer.__main__ import parse_overrides
-    from trainer.data import read_jsonl
+    from trainer.jsonl import read_jsonl
     from trainer.recipe import Recipe
     from trainer.tokenizer import load_tokenizer
 

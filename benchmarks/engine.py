@@ -12,7 +12,6 @@ recipe's shape exported by the trainer (the speed of a model depends on its shap
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import statistics
 import sys

@@ -26,7 +26,7 @@ import torch
 from codesearch.chunking import chunk_text
 from codesearch.files import SkipFile, read_source, walk
 from trainer.contrastive import batch_codes, batch_queries, info_nce
-from trainer.data import read_jsonl
+from trainer.jsonl import read_jsonl
 from trainer.model import Encoder, autocast, build_base, tokenize_batch, uses_bf16
 from trainer.recipe import Recipe
 from trainer.tokenizer import load_tokenizer, special_ids, train_bpe

@@ -178,3 +178,31 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert message.replace("{root}", str(tmp_path)) in err
+
+
+def test_the_gpu_job_trains_and_exports_from_what_was_carried(chain, tmp_path):
+    """trainer/gpu_job.sh as the device runs it, here on CPU: packed pairs and a reloaded start in."""
+    import subprocess
+    import sys
+
+    from trainer.carry import pack_pairs
+    from trainer.reload import main as reload_main
+
+    root = chain[0]
+    carry, out = tmp_path / "carry", tmp_path / "out"
+    pack_pairs(root / "run" / "data" / "pairs-train.jsonl", carry / "pairs.jsonl.xz")
+    assert reload_main([str(root / "run" / "model"), str(carry / "start"), "--recipe", str(TINY)]) == 0
+    script = Path(trainer.__file__).parent / "gpu_job.sh"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OUT": str(out), "CARRY": str(carry),
+           "RUN": str(tmp_path / "run"), "RECIPE": str(TINY), "MINUTES": "0.05", "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(script), "--set", "contrastive.batch_size=8",
+                           "--set", "contrastive.code_max_length=64", "--set", "contrastive.warmup_steps=2"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["max_minutes"] == 0.05 and 25 < summary["steps"] < 1_000_000  # the budget ended it
+    assert "Base: the trained encoder" in (out / "model" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    from codesearch.model import Encoder, ModelFolder
+
+    (code,) = Encoder(ModelFolder.read(out / "model"), device="cpu").embed_texts(["def f(x):\n    return x"], kind="code")
+    assert code.shape == (1, 64)

@@ -13,11 +13,11 @@ from trainer.data import (
     dedupe,
     first_sentence,
     mine_hard_negatives,
-    read_jsonl,
     split_by_repository,
     trivial_query,
     without_name_prefix,
 )
+from trainer.jsonl import read_jsonl
 from codesearch.errors import CodesearchError
 from trainer.dedupe import normalised_hash
 from trainer.recipe import DataConfig

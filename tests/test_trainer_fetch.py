@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from codesearch.errors import CodesearchError
-from trainer.data import build_dataset, read_jsonl, resolve_sources
+from trainer.data import build_dataset, resolve_sources
+from trainer.jsonl import read_jsonl
 from trainer.fetch import fetch, parse_pin, unpack
 from trainer.recipe import DataConfig, Recipe
 

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import glob
 import importlib.metadata
-import json
-import os
 import random
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -35,6 +33,7 @@ from codesearch.files import SkipFile, SourceFile, looks_generated, read_source,
 from codesearch.lexical import identifier_tokens
 from trainer.dedupe import BenchIndex, NearDuplicateIndex, decontaminate, normalised_hash, shingles
 from trainer.fetch import fetch
+from trainer.jsonl import write_json, write_jsonl
 from trainer.recipe import DataConfig
 
 # Embeds texts as "query" or "code": (texts, kind) -> float32 [N, D], rows L2-normalised.
@@ -466,23 +465,3 @@ def build_dataset(cfg: DataConfig, out_dir: Path, bench_dir: Path | None, *, log
     write_json(out_dir / "stats.json", stats)
     log(f"data: {len(train)} train / {len(valid)} valid pairs (valid repositories: {', '.join(valid_repos) or 'none'})")
     return stats
-
-
-def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    """Write JSON Lines atomically (a temporary file renamed into place)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, obj: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]

@@ -176,3 +176,34 @@ def _worst_parity(encoder: Encoder, info: ModelFolder, rows: list[list[int]]) ->
                                for r in rows])
     cos = (engine * ours).sum(1) / (np.linalg.norm(engine, axis=1) * np.linalg.norm(ours, axis=1))
     return float(cos.min())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m trainer.reload FOLDER OUT --recipe FILE: save FOLDER's weights as a trained Encoder
+    folder (what `tokenizer.from_model` also takes), e.g. to carry it to a machine with another torch."""
+    import argparse
+    import os
+    import sys
+
+    from trainer.recipe import Recipe
+    from trainer.tokenizer import load_tokenizer
+
+    parser = argparse.ArgumentParser(prog="python -m trainer.reload", description=main.__doc__)
+    parser.add_argument("folder", type=Path, help="an exported model folder")
+    parser.add_argument("out", type=Path, help="the Encoder folder to write")
+    parser.add_argument("--recipe", type=Path, required=True, help="the recipe whose architecture it has")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        recipe = Recipe.load(args.recipe)
+        encoder, worst = encoder_from_folder(args.folder, recipe.model, recipe.encoder)
+        encoder.eval().save(args.out, tokenizer=load_tokenizer(args.folder / "tokenizer.json"))
+    except CodesearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.folder} -> {args.out} (worst cosine to its vectors {worst:.4f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from codesearch.errors import CodesearchError
-from trainer.data import build_dataset, read_jsonl, write_json
+from trainer.jsonl import read_jsonl, write_json
 from trainer.recipe import Recipe
 
 Log = Callable[[str], None]
@@ -60,6 +60,8 @@ def run_data(recipe: Recipe, bench_dir: Path | None, log: Log) -> dict:
     if (out / "stats.json").is_file():
         log(f"data: done ({out / 'stats.json'})")
         return json.loads((out / "stats.json").read_text(encoding="utf-8"))
+    from trainer.data import build_dataset  # Tree-Sitter and the engine's walk: only this stage needs them
+
     return build_dataset(recipe.data, out, bench_dir if recipe.data.decontaminate else None, log=log)
 
 
