@@ -51,7 +51,7 @@ def encoder_from_folder(folder: Path, model: BaseConfig, encoder: EncoderConfig)
     tok = load_tokenizer(info.path / "tokenizer.json")
     ids = special_ids(tok)
     config = dataclasses.replace(model, vocab_size=tok.get_vocab_size())
-    result = _eager(Encoder(build_base(config, pad_token_id=ids["pad"], eos_token_id=ids["eos"]), encoder))
+    result = Encoder(build_base(config, pad_token_id=ids["pad"], eos_token_id=ids["eos"]), encoder).eval()
     probe = _eager(Encoder(build_base(config, pad_token_id=ids["pad"], eos_token_id=ids["eos"]), encoder))
     with torch.no_grad():
         generator = torch.Generator().manual_seed(0)
@@ -82,7 +82,7 @@ def encoder_from_folder(folder: Path, model: BaseConfig, encoder: EncoderConfig)
 
 
 def _eager(encoder: Encoder) -> Encoder:
-    """Eager attention, as the exporter uses (sdpa exports another graph)."""
+    """Eager attention, as the exporter uses (sdpa exports another graph); training keeps the default."""
     if hasattr(encoder.decoder, "set_attn_implementation"):
         encoder.decoder.set_attn_implementation("eager")
     else:  # transformers < 4.48
