@@ -8,7 +8,7 @@
 #   cp runs/gpu/data/stats.json .carry/
 #   python -m trainer.reload models/codesearch-cpu-small .carry/start --recipe trainer/recipes/default-cpu.toml
 #
-# (~55 MB in all, in .carry/, which git ignores: the `run` call names it in `carry`), and run there:
+# (~52 MB in all, in .carry/, which git ignores: the `run` call names it in `carry`), and run there:
 #
 #   MINUTES=8 bash trainer/gpu_job.sh
 #
