@@ -206,3 +206,35 @@ def test_the_gpu_job_trains_and_exports_from_what_was_carried(chain, tmp_path):
 
     (code,) = Encoder(ModelFolder.read(out / "model"), device="cpu").embed_texts(["def f(x):\n    return x"], kind="code")
     assert code.shape == (1, 64)
+
+
+def test_an_average_of_two_models_exports_with_zero_steps(chain, tmp_path, capsys):
+    """python -m trainer.average, then a contrastive stage of 0 steps from it: the export of the mix."""
+    import torch
+
+    from trainer.average import main as average_main
+    from trainer.model import Encoder
+
+    from trainer.tokenizer import load_tokenizer
+
+    root = chain[0]
+    first, second = root / "run" / "model", tmp_path / "shifted"  # the exported model, and it + 0.1
+    trained = Encoder.load(root / "run" / "contrastive" / "final")
+    shifted = Encoder.load(root / "run" / "contrastive" / "final")
+    with torch.no_grad():
+        for p in shifted.parameters():
+            p.add_(0.1)
+    shifted.save(second, tokenizer=load_tokenizer(first / "tokenizer.json"))
+    assert average_main([str(first), str(second), str(tmp_path / "mix"), "--recipe", str(TINY), "--weight", "0.25"]) == 0
+    mix = dict(Encoder.load(tmp_path / "mix").named_parameters())
+    for name, param in trained.named_parameters():  # 0.75 x the model + 0.25 x (it + 0.1)
+        assert torch.allclose(mix[name], param + 0.025, atol=1e-5), name
+    run = tmp_path / "run"
+    argv = tiny_argv("export", root, "--set", f'run_dir="{run}"', "--set", f'tokenizer.from_model="{tmp_path / "mix"}"',
+                     "--set", "contrastive.max_steps=0")
+    for stage in ("data", "tokenizer", "contrastive", "export"):
+        argv[0] = stage
+        assert main(argv) == 0
+    assert (run / "model" / "model.onnx").is_file() and not (run / "contrastive" / "log.jsonl").read_text()
+    assert average_main([str(first), str(second), str(tmp_path / "bad"), "--recipe", str(TINY), "--weight", "2"]) == 2
+    assert "must be in [0, 1]" in capsys.readouterr().err
