@@ -36,17 +36,9 @@ def average(a: Encoder, b: Encoder, weight: float) -> Encoder:
     return a
 
 
-def load_any(folder: Path, recipe) -> Encoder:
-    """A trained Encoder folder as saved, or an exported model folder read back for `recipe`'s architecture."""
-    if (Path(folder) / "encoder.json").is_file():
-        return Encoder.load(folder)
-    from trainer.reload import encoder_from_folder
-
-    return encoder_from_folder(folder, recipe.model, recipe.encoder)[0]
-
-
 def main(argv: list[str] | None = None) -> int:
     from trainer.recipe import Recipe
+    from trainer.reload import load_start, start_tokenizer
     from trainer.tokenizer import load_tokenizer
 
     parser = argparse.ArgumentParser(prog="python -m trainer.average", description=__doc__.splitlines()[0])
@@ -59,10 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         recipe = Recipe.load(args.recipe)
-        tok = load_tokenizer(args.first / "tokenizer.json")
-        if tok.get_vocab() != load_tokenizer(args.second / "tokenizer.json").get_vocab():
+        tok = load_tokenizer(start_tokenizer(args.first))
+        if tok.get_vocab() != load_tokenizer(start_tokenizer(args.second)).get_vocab():
             raise CodesearchError(f"{args.first} and {args.second} have other tokenizers: they cannot be averaged")
-        mixed = average(load_any(args.first, recipe), load_any(args.second, recipe), args.weight)
+        first, second = (load_start(f, recipe.model, recipe.encoder)[0] for f in (args.first, args.second))
+        mixed = average(first, second, args.weight)
         mixed.eval().save(args.out, tokenizer=tok)
     except CodesearchError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -31,6 +31,24 @@ MIN_COSINE = 0.99
 _FOLDED = ("pooling.seed", "pooling.fc_q.weight", "pooling.fc_q.bias")  # PMA's query: one constant
 
 
+def is_encoder_folder(folder: Path) -> bool:
+    """A trained Encoder folder (a run's contrastive/final, `Encoder.save`), not an exported one."""
+    return (Path(folder) / "encoder.json").is_file()
+
+
+def start_tokenizer(folder: Path) -> Path:
+    """The tokenizer.json of a start: a trained Encoder folder's, or an exported model folder's."""
+    return (Path(folder) if is_encoder_folder(folder) else ModelFolder.read(folder).path) / "tokenizer.json"
+
+
+def load_start(folder: Path, model: BaseConfig, encoder: EncoderConfig) -> tuple[Encoder, float | None]:
+    """The Encoder to go on from: a trained Encoder folder as saved (fp32, no worst cosine), or an
+    exported model folder read back by `encoder_from_folder` (with its worst cosine)."""
+    if is_encoder_folder(folder):
+        return Encoder.load(folder), None
+    return encoder_from_folder(folder, model, encoder)
+
+
 def encoder_from_folder(folder: Path, model: BaseConfig, encoder: EncoderConfig) -> tuple[Encoder, float]:
     """The Encoder whose weights are those of the exported model folder `folder` (fp32, train mode),
     and the worst cosine between its vectors and the folder's.
@@ -179,8 +197,9 @@ def _worst_parity(encoder: Encoder, info: ModelFolder, rows: list[list[int]]) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m trainer.reload FOLDER OUT --recipe FILE: save FOLDER's weights as a trained Encoder
-    folder (what `tokenizer.from_model` also takes), e.g. to carry it to a machine with another torch."""
+    """python -m trainer.reload FOLDER OUT --recipe FILE: save an exported model folder's weights as a
+    trained Encoder folder (what `tokenizer.from_model` also takes), e.g. to carry it to a machine
+    with another torch."""
     import argparse
     import os
     import sys

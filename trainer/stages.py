@@ -78,12 +78,9 @@ def run_tokenizer(recipe: Recipe, log: Log) -> Path:
         log(f"tokenizer: copied from base model {recipe.base_path}")
         return path
     if recipe.from_model is not None:
-        from codesearch.model import ModelFolder
+        from trainer.reload import start_tokenizer
 
-        folder = recipe.from_model
-        if not (folder / "encoder.json").is_file():  # a trained Encoder folder has its tokenizer.json too
-            folder = ModelFolder.read(folder).path
-        load_tokenizer(folder / "tokenizer.json").save(str(path))
+        load_tokenizer(start_tokenizer(recipe.from_model)).save(str(path))
         log(f"tokenizer: copied from model {recipe.from_model}")
         return path
     texts = corpus_texts(recipe, recipe.tokenizer.max_chars)
@@ -134,14 +131,12 @@ def run_contrastive(recipe: Recipe, log: Log, progress: bool) -> dict | None:
 
     tok = load_tokenizer(_tokenizer_file(recipe))
     torch.manual_seed(recipe.contrastive.seed)
-    if recipe.from_model is not None and (recipe.from_model / "encoder.json").is_file():
-        encoder = Encoder.load(recipe.from_model)  # a trained encoder (contrastive/final), fp32 as trained
-        log(f"contrastive: starting from {recipe.from_model}")
-    elif recipe.from_model is not None:
-        from trainer.reload import encoder_from_folder
+    if recipe.from_model is not None:
+        from trainer.reload import load_start
 
-        encoder, worst = encoder_from_folder(recipe.from_model, recipe.model, recipe.encoder)
-        log(f"contrastive: starting from {recipe.from_model} (worst cosine to its vectors {worst:.4f})")
+        encoder, worst = load_start(recipe.from_model, recipe.model, recipe.encoder)
+        read_back = "" if worst is None else f" (worst cosine to its vectors {worst:.4f})"
+        log(f"contrastive: starting from {recipe.from_model}{read_back}")
     else:
         encoder = Encoder(load_base(recipe.base_path or recipe.stage_dir("pretrain") / "final"), recipe.encoder)
     pairs = read_jsonl(_data_file(recipe, "pairs-train.jsonl"))
@@ -270,7 +265,9 @@ def model_card(recipe: Recipe) -> str:
     """What the card says about how the model was made: recipe, data counts, training summaries."""
     lines = [f"# {recipe.export.model_id or recipe.name}", "", f"Trained with recipe `{recipe.source}`."]
     base = recipe.base_path or "a Qwen2-style decoder pretrained from scratch on the training corpus"
-    if recipe.from_model is not None and (recipe.from_model / "encoder.json").is_file():
+    from trainer.reload import is_encoder_folder  # export's caller has torch loaded already
+
+    if recipe.from_model is not None and is_encoder_folder(recipe.from_model):
         base = f"the trained encoder {recipe.from_model}"
     elif recipe.from_model is not None:
         base = f"the exported model {recipe.from_model} (weights read back from its graph, trainer.reload)"
