@@ -123,6 +123,15 @@ def bench_queries(index: Index, label: str, rounds: int) -> None:
             index.search(QUERIES[i % len(QUERIES)], 10, mode=mode)
             samples.append(time.perf_counter() - started)
         print(f"query {mode} at {label}: {percentiles(samples)}")
+    codes = [hit.code for query in QUERIES for hit in index.search(query, 3, mode="lexical")]
+    for mode in ("semantic", "lexical", "hybrid"):
+        index.similar(codes[0], 10, mode=mode)  # warm up
+        samples = []
+        for i in range(rounds):
+            started = time.perf_counter()
+            index.similar(codes[i % len(codes)], 10, mode=mode)
+            samples.append(time.perf_counter() - started)
+        print(f"clone query (similar --code) {mode} at {label}: {percentiles(samples)}")
 
 
 def scale_up(index_root: Path, settings: Settings, target: int) -> Index:

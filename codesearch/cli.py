@@ -86,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     similar = commands.add_parser("similar", help="find functions like the one at PATH:LINE, or like --code")
     similar.add_argument("target", nargs="?", help="PATH:LINE of a function in the index")
     similar.add_argument("--code", help="code to match instead of a location ('-' reads stdin)")
+    similar.add_argument("--mode", choices=["hybrid", "semantic", "lexical"], default="hybrid",
+                         help="hybrid (default): model and identifiers; semantic: the plain cosine")
     query_options(similar)
 
     status = commands.add_parser("status", help="what is indexed, with which model, how fresh")
@@ -329,11 +331,11 @@ def cmd_similar(args: argparse.Namespace, out: Console, err: Console) -> int:
     if bool(args.target) == bool(args.code):
         raise CodesearchError("give either PATH:LINE or --code TEXT (or --code - to read stdin)")
     index = _open_index(args)
-    filters = {"languages": args.lang, "path": args.path_glob, "repo": args.repo}
+    filters = {"mode": args.mode, "languages": args.lang, "path": args.path_glob, "repo": args.repo}
     if args.code:
         code = sys.stdin.read() if args.code == "-" else args.code
         hits = index.similar(code, args.k, **filters)
-        summary = {"type": "summary", "query": "code", "hits": len(hits)}
+        summary = {"type": "summary", "query": "code", "mode": args.mode, "hits": len(hits)}
     else:
         path, sep, line = args.target.rpartition(":")
         if not sep or not line.isdigit() or not path:
@@ -341,7 +343,8 @@ def cmd_similar(args: argparse.Namespace, out: Console, err: Console) -> int:
         this, hits = index.similar_at(path, int(line), args.k, **filters)
         if not args.json:
             err.print(f"similar to {this.name} ({this.path}:{this.start_line})", highlight=False)
-        summary = {"type": "summary", "query": f"{this.path}:{this.start_line}", "name": this.name, "hits": len(hits)}
+        summary = {"type": "summary", "query": f"{this.path}:{this.start_line}", "name": this.name, "mode": args.mode,
+                   "hits": len(hits)}
     return _print_hits(hits, args, out, summary, started)
 
 

@@ -247,6 +247,7 @@ class Store:
         self._ann: tuple[str, object] | None = None  # (generation, its trusted ann.VectorIndex or None)
         self._tables: dict[str, object] = {}
         self._vectors: tuple[int, list[str], np.ndarray] | None = None  # (table version, row ids, matrix)
+        self._mean: tuple[int, np.ndarray, int] | None = None  # (table version, mean vector, rows)
 
     @classmethod
     def open(cls, path: Path, *, create: bool = False, live: bool = False) -> "Store":
@@ -495,30 +496,30 @@ class Store:
     # --- queries ---------------------------------------------------------------------------------
 
     @_guarded
-    def vector_search(self, vector: np.ndarray, limit: int, where: str | None) -> list[dict]:
+    def vector_search(self, vector: np.ndarray, limit: int, where: str | None,
+                      center: np.ndarray | None = None) -> list[dict]:
         """Nearest rows by cosine distance (`_distance` = 1 - cosine), nearest first.
 
         Without a filter, an exact search over the vectors held in memory (measured: ~8 ms for 116k
         x 256 where LanceDB's flat scan took ~210 ms); with one, LanceDB's exact prefiltered search.
         Past ann.ANN_MIN_ROWS rows, the vector index with the search settings its measured recall
         was found good enough with (ann.py), filtered or not.
-        """
-        vector_index = self._trusted_vector_index()
-        if where or vector_index is not None:
-            if vector_index is not None:
-                from codesearch.ann import ann_query
 
-                query = ann_query(self.chunks, vector, limit, vector_index.nprobes, vector_index.refine_factor)
-            else:  # exact, even where an index exists that was not trusted
-                query = self.chunks.search(vector.astype(np.float32), vector_column_name="vector")
-                query = query.distance_type("cosine").bypass_vector_index()
-            if where:
-                query = query.where(where, prefilter=True)
-            return query.select(self._hit_columns() + ["_distance"]).limit(limit).to_list()
+        With `center` the cosine is taken after subtracting it from the query and every row
+        (`centered_cosine`): exact over the vectors in memory; through LanceDB, the re-ranked
+        `_RERANK` x `limit` nearest rows by plain cosine.
+        """
+        if center is not None:
+            return self._centered_search(vector, limit, where, center)
+        if where or self._trusted_vector_index() is not None:
+            return self._lance_search(vector, limit, where)
         ids, matrix = self._vector_matrix()
         if not ids:
             return []
-        scores = matrix @ vector.astype(np.float32)
+        return self._rows_at(ids, matrix @ vector.astype(np.float32), limit)
+
+    def _rows_at(self, ids: list[str], scores: np.ndarray, limit: int) -> list[dict]:
+        """The `limit` rows of the in-memory matrix with the highest `scores`, best first."""
         n = min(limit, len(ids))
         top = np.argpartition(-scores, n - 1)[:n]
         top = top[np.argsort(-scores[top], kind="stable")]
@@ -528,6 +529,34 @@ class Store:
             found = self.chunks.search().where(sql_in("id", [ids[i] for i in top])).select(self._hit_columns() + ["id"])
             by_id = {row["id"]: row for row in found.limit(None).to_list()}
         return [dict(by_id[ids[i]], _distance=float(1.0 - scores[i])) for i in top if ids[i] in by_id]
+
+    def _lance_search(self, vector: np.ndarray, limit: int, where: str | None, columns: Sequence[str] = ()) -> list[dict]:
+        """LanceDB's search: through the trusted vector index if there is one, else exact (prefiltered)."""
+        vector_index = self._trusted_vector_index()
+        if vector_index is not None:
+            from codesearch.ann import ann_query
+
+            query = ann_query(self.chunks, vector, limit, vector_index.nprobes, vector_index.refine_factor)
+        else:  # exact, even where an index exists that was not trusted
+            query = self.chunks.search(vector.astype(np.float32), vector_column_name="vector")
+            query = query.distance_type("cosine").bypass_vector_index()
+        if where:
+            query = query.where(where, prefilter=True)
+        return query.select(self._hit_columns() + list(columns) + ["_distance"]).limit(limit).to_list()
+
+    def _centered_search(self, vector: np.ndarray, limit: int, where: str | None, center: np.ndarray) -> list[dict]:
+        if where or self._trusted_vector_index() is not None:
+            pool = self._lance_search(vector, limit * _RERANK, where, ["vector"])
+            if not pool:
+                return []
+            scores = centered_cosine(vector, np.asarray([row.pop("vector") for row in pool], dtype=np.float32), center)
+            order = np.argsort(-scores, kind="stable")[:limit]
+            return [dict(pool[i], _distance=float(1.0 - scores[i])) for i in order]
+        ids, matrix = self._vector_matrix()
+        if not ids:
+            return []
+        scores = centered_cosine(vector, matrix, center)
+        return self._rows_at(ids, scores, limit)
 
     def _trusted_vector_index(self):
         """The generation's vector index when its measured recall is good enough and the table is big
@@ -552,6 +581,26 @@ class Store:
             matrix = np.asarray(flat, dtype=np.float32).reshape(len(ids), self.meta.dimension)
             self._vectors = (version, ids, matrix)
         return self._vectors[1], self._vectors[2]
+
+    @_guarded
+    def mean_vector(self) -> tuple[np.ndarray, int]:
+        """The mean of every row's vector (of up to `_MEAN_SAMPLE` rows picked at random in a bigger
+        table) and the number of rows, once per table version."""
+        table = self.chunks
+        version = table.version
+        if self._mean is None or self._mean[0] != version:
+            rows = table.count_rows()
+            if rows == 0:
+                mean = np.zeros(self.meta.dimension, dtype=np.float32)
+            elif rows <= _MEAN_SAMPLE or self._trusted_vector_index() is None:
+                mean = self._vector_matrix()[1].mean(axis=0)
+            else:
+                picked = np.random.default_rng(0).choice(rows, _MEAN_SAMPLE, replace=False)
+                column = table.take_offsets([int(i) for i in picked]).select(["vector"]).to_arrow()["vector"]
+                flat = column.combine_chunks().values.to_numpy(zero_copy_only=False)
+                mean = np.asarray(flat, dtype=np.float32).reshape(-1, self.meta.dimension).mean(axis=0)
+            self._mean = (version, mean, rows)
+        return self._mean[1], self._mean[2]
 
     @_guarded
     def text_search(self, text: str, limit: int, where: str | None) -> list[dict]:
@@ -605,6 +654,24 @@ class Store:
             counts[lang] = counts.get(lang, 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
+
+def centered_cosine(vector: np.ndarray, matrix: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """Cosine of `vector` to each row of `matrix` [N, D] after subtracting `center` from both: [N].
+
+    The vectors of one repository share a large common direction (all its functions look alike
+    next to everything else a model has seen); taking it out spreads them apart. A row equal to
+    `vector` still scores 1.
+    """
+    center = center.astype(np.float32)
+    query = vector.astype(np.float32) - center
+    query /= max(float(np.linalg.norm(query)), 1e-12)
+    # |row - center|^2 and (row - center) . query without building the centered [N, D] copy
+    squared = np.einsum("nd,nd->n", matrix, matrix) - 2.0 * (matrix @ center) + float(center @ center)
+    return (matrix @ query - float(center @ query)) / np.sqrt(np.maximum(squared, 1e-12))
+
+
+_RERANK = 4  # a centered search through LanceDB re-ranks this many times the rows it returns
+_MEAN_SAMPLE = 50_000  # rows a bigger table's mean vector is estimated from
 
 _HIT_COLUMNS = [
     "chunk_id", "window", "path", "language", "kind", "name", "signature",

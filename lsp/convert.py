@@ -47,6 +47,7 @@ class SimilarRequest:
     code: str | None = None
     k: int = 20
     threshold: float = 0.0  # drop hits scoring below it (code lenses ask for their near-duplicates only)
+    mode: str = "hybrid"  # as Index.similar's; a threshold is a cosine, so with one the default is semantic
 
 
 def plain(value: Any) -> Any:
@@ -84,14 +85,17 @@ def similar_request(params: Any) -> SimilarRequest:
     threshold = data.get("threshold", 0.0)
     if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not -1.0 <= threshold <= 1.0:
         raise JsonRpcInvalidParams("'threshold' must be a number between -1 and 1")
+    mode = data.get("mode") or ("semantic" if "threshold" in data else "hybrid")
+    if mode not in MODES:
+        raise JsonRpcInvalidParams(f"'mode' must be one of {', '.join(MODES)}, got {mode!r}")
     if isinstance(code, str) and code.strip() and uri is None:
-        return SimilarRequest(code=code, k=_k(data), threshold=float(threshold))
+        return SimilarRequest(code=code, k=_k(data), threshold=float(threshold), mode=mode)
     if not isinstance(uri, str) or not isinstance(position, dict):
         raise JsonRpcInvalidParams("give 'uri' and 'position' ({line, character}), or a non-empty 'code'")
     line = position.get("line")
     if not isinstance(line, int) or isinstance(line, bool) or line < 0:
         raise JsonRpcInvalidParams("'position.line' must be a 0-based line number")
-    return SimilarRequest(uri=uri, line=line + 1, k=_k(data), threshold=float(threshold))
+    return SimilarRequest(uri=uri, line=line + 1, k=_k(data), threshold=float(threshold), mode=mode)
 
 
 def _object(params: Any) -> dict:
@@ -175,6 +179,7 @@ def similar_lens(this: Hit, alike: list[Hit], root: Path, threshold: float) -> t
         "position": types.Position(where.start.line, 0),
         "k": len(alike),
         "threshold": threshold,
+        "mode": "semantic",  # near_duplicates' cosine, so the command returns exactly these
         "locations": [hit_location(hit, root) for hit in alike],
     }
     title = f"{len(alike)} similar"

@@ -7,7 +7,8 @@ in pygls' thread pool (`@server.thread()`); indexing runs on each folder's LiveI
 
 Beyond the LSP:
     codesearch/search   {query, k?, mode?, lang?, path?}          -> {"hits": [hit, ...]}
-    codesearch/similar  {uri, position, k?} or {code, k?}         -> {"hits": [hit, ...]}
+    codesearch/similar  {uri, position, k?, mode?, threshold?}
+                        or {code, k?, mode?, threshold?}           -> {"hits": [hit, ...]}
     codesearch/status   {}                                        -> {"folders": [...]}
     hit = {uri, range, name, kind, language, score, path, line, snippet}
 and the same as workspace/executeCommand: codesearch.search, codesearch.similar (one params object,
@@ -144,13 +145,14 @@ class CodesearchServer(LanguageServer):
     def similar(self, request: SimilarRequest) -> list[tuple[Path, Hit]]:
         if request.uri is not None:
             live, path = self.folder_of(request.uri)
-            _, hits = self.ask(live, lambda index: index.similar_at(str(path), request.line, request.k))
+            _, hits = self.ask(live, lambda index: index.similar_at(str(path), request.line, request.k,
+                                                                    mode=request.mode))
             found = [(live.root, hit) for hit in hits]
         else:
             found = [
                 (live.root, hit)
                 for live in self.live_folders()
-                for hit in self.ask(live, lambda index: index.similar(request.code, request.k))
+                for hit in self.ask(live, lambda index: index.similar(request.code, request.k, mode=request.mode))
             ]
         found = [pair for pair in found if pair[1].score >= request.threshold]
         return sorted(found, key=lambda pair: -pair[1].score)[: request.k]

@@ -72,6 +72,9 @@ def test_similar_by_location_and_by_stdin(indexed, run, monkeypatch):
     code, out, err = run("similar", "py/jsonutil.py:7", "--json", "-k", "2")
     assert code == 0 and len(out.splitlines()) == 3
     assert json.loads(out.splitlines()[-1])["name"] == "parse_json"
+    assert json.loads(out.splitlines()[-1])["mode"] == "hybrid"
+    code, out, err = run("similar", "py/jsonutil.py:7", "--json", "-k", "2", "--mode", "semantic")
+    assert code == 0 and -1.0 <= json.loads(out.splitlines()[0])["score"] <= 1.0
     import io
 
     monkeypatch.setattr(sys, "stdin", io.StringIO((indexed / "c" / "hash.c").read_text()))

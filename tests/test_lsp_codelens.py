@@ -21,6 +21,7 @@ async def test_a_lens_above_the_function_with_a_copy(lsp):
     assert lens.command.title == "1 similar" and lens.command.command == "codesearch.similar"
     (arguments,) = lens.command.arguments
     assert [loc["uri"] for loc in arguments["locations"]] == [lsp.uri("py/again.py")]
+    assert arguments["mode"] == "semantic"  # the cosine its threshold is on
     shown = await lsp.command(lens.command.command, *lens.command.arguments)  # what a click shows
     assert [(h["path"], h["name"]) for h in shown["hits"]] == [("py/again.py", "retry_with_backoff")]
 

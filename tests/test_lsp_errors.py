@@ -23,6 +23,7 @@ BAD_REQUESTS = [
     ("codesearch/search", {"query": "x", "lang": 3}, "'lang' must be a language name"),
     ("codesearch/search", [1, 2], "params must be an object"),
     ("codesearch/similar", {}, "give 'uri' and 'position'"),
+    ("codesearch/similar", {"code": "x = 1", "mode": "fuzzy"}, "'mode' must be one of hybrid, semantic, lexical"),
     ("codesearch/similar", {"uri": "file:///nowhere/x.py", "position": INSIDE_RETRY}, "not a file in a workspace folder"),
     ("codesearch/similar", {"uri": "untitled:Untitled-1", "position": INSIDE_RETRY}, "not a file in a workspace folder"),
     ("codesearch/similar", {"uri": "{repo}/py/retry.py", "position": {"line": -1}}, "'position.line'"),

@@ -1,10 +1,14 @@
 """Semantic, lexical and hybrid search and clone queries over a real index."""
 
+import numpy as np
 import pytest
 
 from codesearch.errors import CodesearchError
 from codesearch.indexer import build_index
-from codesearch.search import Index, score_fuse
+from codesearch.lexical import lexical_text
+from codesearch.search import (
+    CENTER_PRIOR_ROWS, MODES, Index, _best_per_chunk, candidate_pool, clone_center, hybrid_fuse, score_fuse,
+)
 
 
 @pytest.fixture
@@ -117,8 +121,39 @@ def test_filters_by_language_and_path(index):
 
 def test_similar_code_finds_its_clone(index):
     code = (index.root / "py" / "copy.py").read_text().rstrip("\n")
-    hits = index.similar(code, 3)
-    assert hits[0].name == "decode_document" and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    for mode in MODES:
+        assert index.similar(code, 3, mode=mode)[0].name == "decode_document", mode
+    hits = index.similar(code, 3, mode="semantic")  # the plain cosine
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4) and hits[0].score > hits[1].score
+
+
+def test_clone_center_is_the_index_mean_shrunk_while_small(index):
+    mean, rows = index.store.mean_vector()
+    assert rows == index.store.counts()["rows"]
+    assert clone_center(mean, rows) == pytest.approx(mean * rows / (rows + CENTER_PRIOR_ROWS))
+    assert clone_center(mean, 10**9) == pytest.approx(mean, abs=1e-6)
+    assert not clone_center(mean, 0).any()
+
+
+def test_hybrid_clone_query_fuses_the_centered_cosine_with_full_text(index):
+    """What `similar` ranks by, rebuilt from the store's two searches: the cosine after subtracting
+    the index's (shrunk) mean vector, and full-text search for the code's identifiers."""
+    code = "def tally(words):\n    counts = {}\n    for w in words:\n        counts[w] = counts.get(w, 0) + 1\n    return counts\n"
+    hybrid = index.similar(code, 5)
+    center = clone_center(*index.store.mean_vector())
+    assert np.linalg.norm(center) > 0.05  # the fixture's functions share a direction worth removing
+    (vector,) = index.encoder.embed_texts([code], kind="code")[0]  # one window
+    pool = candidate_pool(5)
+    centered, rows = _best_per_chunk(index.store.vector_search(vector, pool * 2, None, center), {}), {}
+    found = index.store.text_search(lexical_text(code), pool + 1, None)
+    lexical = {}
+    for row in found:
+        lexical.setdefault(row["chunk_id"], row["_score"])
+    expected = hybrid_fuse([(cid, 1.0 - dist) for cid, dist in centered][:pool], list(lexical.items())[:pool],
+                           index.encoder.folder.hybrid_weight, complete=len(found) < pool + 1)
+    assert [(h.chunk_id, h.score) for h in hybrid] == [(cid, pytest.approx(score, abs=1e-6)) for cid, score in expected[:5]]
+    plain = [cid for cid, _ in _best_per_chunk(index.store.vector_search(vector, pool * 2, None), {})]
+    assert [cid for cid, _ in centered] != plain  # the center changes the vector ranking here
 
 
 def test_similar_at_a_location_excludes_itself(index):

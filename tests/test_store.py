@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from codesearch.errors import CodesearchError
-from codesearch.store import SCHEMA_VERSION, FileState, IndexMeta, Store, glob_to_like, sql_in, sql_str
+from codesearch.store import (
+    SCHEMA_VERSION, FileState, IndexMeta, Store, centered_cosine, glob_to_like, sql_in, sql_str,
+)
 
 
 @pytest.mark.parametrize(
@@ -87,6 +89,43 @@ def test_in_memory_vector_search_matches_lancedb_and_follows_writes(store):
     assert "newcomer" in {r["name"] for r in store.vector_search(query, 20, None)}
     store.delete_files(["a.py"])
     assert {r["name"] for r in store.vector_search(query, 20, None)} == {"newcomer"}
+
+
+def test_centered_cosine_is_the_cosine_of_the_centered_vectors():
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(30, 8)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    center = matrix.mean(axis=0)
+    rows, query = matrix - center, matrix[3] - center
+    expected = rows @ query / np.linalg.norm(rows, axis=1) / np.linalg.norm(query)
+    scores = centered_cosine(matrix[3], matrix, center)
+    assert scores == pytest.approx(expected, abs=1e-5)
+    assert scores[3] == pytest.approx(1.0) and int(np.argmax(scores)) == 3  # a copy still scores 1
+    assert centered_cosine(matrix[3], matrix, np.zeros(8, np.float32)) == pytest.approx(matrix @ matrix[3], abs=1e-6)
+
+
+def test_centered_search_and_mean_vector_follow_the_table(store):
+    state = lambda p: FileState(p, 1, 1, "sha", "python", 1)  # noqa: E731
+    rng = np.random.default_rng(1)
+    rows = [_row("a.py", f"f{i}") for i in range(40)]
+    for row in rows:
+        vector = rng.normal(size=4).astype(np.float32) + np.array([3, 0, 0, 0], np.float32)  # a common direction
+        row["vector"] = vector / np.linalg.norm(vector)
+    store.replace_files(["a.py"], rows, [state("a.py")])
+    matrix = np.stack([r["vector"] for r in rows])
+    mean, count = store.mean_vector()
+    assert count == 40 and mean == pytest.approx(matrix.mean(axis=0), abs=1e-6)
+    query = matrix[7]
+    expected = np.argsort(-centered_cosine(query, matrix, mean), kind="stable")[:5]
+    fast = store.vector_search(query, 5, None, mean)
+    assert [r["name"] for r in fast] == [f"f{i}" for i in expected]
+    assert fast[0]["name"] == "f7" and fast[0]["_distance"] == pytest.approx(0.0, abs=1e-5)
+    lance = store.vector_search(query, 5, "window >= 0", mean)  # a filter: LanceDB's pool, re-ranked
+    assert [r["name"] for r in lance] == [r["name"] for r in fast]
+    assert [r["_distance"] for r in lance] == pytest.approx([r["_distance"] for r in fast], abs=1e-5)
+    assert "vector" not in lance[0]
+    store.replace_files(["b.py"], [_row("b.py", "newcomer")], [state("b.py")])
+    assert store.mean_vector()[1] == 41  # a new table version: computed again
 
 
 def test_a_reader_of_an_old_version_survives_the_next_write(store, monkeypatch):

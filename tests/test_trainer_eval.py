@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codesearch.search import hybrid_fuse
+from codesearch.search import clone_center, hybrid_fuse
+from codesearch.store import centered_cosine
 from trainer.eval import (
     EvalSet,
     bm25_scores,
+    centered_windows,
     evaluate,
     fulltext_candidates,
     fused_metrics,
@@ -120,9 +122,22 @@ def test_evaluate_bm25_and_an_embedder_on_a_fake_bench(tmp_path):
              {"query": "greatest common divisor", "code": "int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }"}]
     results = evaluate(bag_of_words, ["valid", "cosqa", "ojclone"], bench, valid_pairs=valid)
     for name in ("valid", "cosqa", "ojclone"):
-        assert set(results[name]) == {"queries", "docs", "bm25", "fulltext", "model", "hybrid"}
+        clone = {"centered"} if name == "ojclone" else set()
+        assert set(results[name]) == {"queries", "docs", "bm25", "fulltext", "model", "hybrid"} | clone
         assert all(0.0 <= v <= 1.0 for v in results[name]["model"].values())
     assert results["ojclone"]["queries"] == results["ojclone"]["docs"] == 4
+
+
+def test_centered_windows_give_the_engines_centered_cosine():
+    rng = np.random.default_rng(0)
+    texts = [rng.normal(size=(n, 16)).astype(np.float32) + 2.0 for n in (1, 3, 2, 1)]
+    texts = [w / np.linalg.norm(w, axis=1, keepdims=True) for w in texts]
+    flat = np.concatenate(texts)
+    center = clone_center(flat.mean(axis=0), len(flat))
+    centered = centered_windows(texts)
+    assert np.allclose(np.concatenate(centered) @ np.concatenate(centered)[4], centered_cosine(flat[4], flat, center),
+                       atol=1e-5)
+    assert similarity(centered, centered)[1, 1] == pytest.approx(1.0)
 
 
 def test_evaluate_through_the_engine_encoder(tmp_path):

@@ -4,6 +4,9 @@
     cosqa    CoSQA dev: 500 web queries against the 6,267-function corpus            MRR, R@1/5/10
     ojclone  OJClone dev: each of 3,500 C programs queries all the others            MAP@R, MRR
 
+On a clone set the engine ranks by the cosine after subtracting the corpus' mean vector (the
+"centered" column, `codesearch.search.clone_center`), and that ranking is what hybrid fuses there.
+
 BM25 is bm25s over `codesearch.lexical.identifier_tokens` (the engine's lexical tokens), the
 baseline the targets name. Full text is the engine's own full-text search: a LanceDB table of
 `lexical_text` indexed as `codesearch.store.full_text_config` says (BM25 with English stemming and
@@ -28,7 +31,7 @@ import numpy as np
 
 from codesearch.errors import CodesearchError
 from codesearch.lexical import identifier_tokens, lexical_text
-from codesearch.search import candidate_pool, hybrid_fuse
+from codesearch.search import candidate_pool, clone_center, hybrid_fuse
 from codesearch.store import full_text_config
 
 Embedder = Callable[[list[str], str], list[np.ndarray]]
@@ -36,7 +39,8 @@ SETS = ("valid", "cosqa", "ojclone")
 RESULTS = 10  # a hybrid query fuses the candidates the engine fetches for this many results
 CLONE_DEPTH = 1000  # a clone set fuses each program's top 1000 others; R <= 499 on ojclone
 HYBRID_WEIGHTS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)  # the grid `calibrate_hybrid_weight` tries
-COLUMNS = {"model": "model", "bm25": "BM25", "fulltext": "full text", "hybrid": "hybrid"}  # a result's figures: heading
+COLUMNS = {"model": "model", "centered": "model, centered", "bm25": "BM25", "fulltext": "full text",
+           "hybrid": "hybrid"}  # a result's figures: heading; "centered" on a clone set only
 Candidates = tuple[np.ndarray, np.ndarray]  # per query: [Q, depth] doc indices and their scores, best first
 
 
@@ -145,6 +149,18 @@ def similarity(queries: list[np.ndarray], codes: list[np.ndarray], aggregate: st
     c_starts = np.cumsum([0] + [len(w) for w in codes[:-1]])
     windows = np.concatenate(queries) @ np.concatenate(codes).T  # (Qw, Nw)
     return np.maximum.reduceat(np.maximum.reduceat(windows, c_starts, axis=1), q_starts, axis=0)  # (Q, N)
+
+
+def centered_windows(texts: list[np.ndarray]) -> list[np.ndarray]:
+    """Each text's window vectors less `codesearch.search.clone_center` of them all, normalised
+    again: their cosines are the engine's centered ones (`codesearch.store.centered_cosine`)."""
+    flat = np.concatenate(texts)
+    center = clone_center(flat.mean(axis=0), len(flat))
+    out = []
+    for windows in texts:
+        w = windows - center
+        out.append(w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12))
+    return out
 
 
 def _mean_vectors(texts: list[np.ndarray]) -> np.ndarray:
@@ -306,6 +322,9 @@ def evaluate(embedder: Embedder | None, sets: Sequence[str], bench_dir: Path | N
             code_vectors = embedder(s.docs, "code")
             query_vectors = code_vectors if s.is_clone else embedder(s.queries, "query")
             result["model"], model_candidates = score_set(s, similarity(query_vectors, code_vectors, aggregate))
+            if s.is_clone:  # the engine's clone query: the cosine after subtracting the corpus' mean vector
+                centered = centered_windows(code_vectors)
+                result["centered"], model_candidates = score_set(s, similarity(centered, centered, aggregate))
             if hybrid_weight is None:  # name == "valid"
                 hybrid_weight = calibrate_hybrid_weight(s, model_candidates, fulltext)
                 log(f"eval: hybrid weight {hybrid_weight} (best validation MRR of {HYBRID_WEIGHTS})")

@@ -240,7 +240,9 @@ def write_card_metrics(card: Path, results: dict) -> None:
              "`python -m trainer eval` on the exported model as shipped. BM25 is the baseline over identifier-split "
              "tokens; full text is the engine's own full-text search (LanceDB, English stemming and stop words); "
              "hybrid is the engine's fusion of the model with full text, the model weighted "
-             f"{results.get('hybrid_weight', 1.0)} (calibrated on the validation split, never on the bench).", "",
+             f"{results.get('hybrid_weight', 1.0)} (calibrated on the validation split, never on the bench). On "
+             "a clone set the engine's clone query ranks by the model's cosine after subtracting the corpus' mean "
+             "vector (model, centered), and hybrid fuses that ranking with full text.", "",
              "| " + " | ".join(("set", "metric", *COLUMNS.values())) + " |", "|" + " --- |" * (2 + len(COLUMNS))]
     for name, result in results.items():
         if isinstance(result, dict):
