@@ -228,7 +228,8 @@ class Index:
         if not code.strip():
             raise CodesearchError("empty code")
         _check(mode, k)
-        windows = self.encoder.embed_texts([code], kind="code", overlap=self.settings.window_overlap)[0]
+        windows = (np.zeros((0, 0), np.float32) if mode == "lexical"
+                   else self.encoder.embed_texts([code], kind="code", overlap=self.settings.window_overlap)[0])
         return self._similar_to(windows, k, self._filter(languages, path, repo), exclude, mode=mode, code=code)
 
     def similar_at(
