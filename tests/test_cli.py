@@ -109,6 +109,23 @@ def test_bad_input_is_one_line_and_exit_2(indexed, run, argv, message):
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "the following arguments are required: COMMAND (see codesearch --help)"),
+        (["query", "x", "--mode", "fuzzy"], "codesearch query: error: argument --mode: invalid choice: 'fuzzy'"),
+        (["similar", "--code", "x", "--mode", "near"], "(see codesearch similar --help)"),
+        (["query", "x", "-k", "ten"], "argument -k: invalid int value: 'ten'"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(capsys, argv, message):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == ""
+    assert err.count("\n") == 1 and message in err and "usage:" not in err
+
+
 def test_query_without_an_index_is_a_clear_error(tmp_path, run, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, err = run("query", "parse json")
