@@ -96,7 +96,8 @@ def bench_chunking(repo: Path) -> list[str]:
     return texts
 
 
-def bench_embedding(encoder: Encoder, repo: Path, sample: int) -> None:
+def sample_functions(repo: Path, size: int) -> list[str]:
+    """`size` functions and methods of `repo` (no classes), picked at random with a fixed seed."""
     codes = []
     for file in walk(repo).files:
         try:
@@ -105,7 +106,11 @@ def bench_embedding(encoder: Encoder, repo: Path, sample: int) -> None:
             continue
         codes.extend(c.code for c in chunk_text(text, file.language, file.path).chunks if c.kind != "class")
     rng = np.random.default_rng(0)
-    picked = [codes[i] for i in rng.choice(len(codes), size=min(sample, len(codes)), replace=False)]
+    return [codes[i] for i in rng.choice(len(codes), size=min(size, len(codes)), replace=False)]
+
+
+def bench_embedding(encoder: Encoder, repo: Path, sample: int) -> None:
+    picked = sample_functions(repo, sample)
     lengths = sorted(len(ids) for ids in encoder.tokenize(picked, encoder.folder.code_prefix))
     started = time.perf_counter()
     encoder.embed_texts(picked, kind="code")
@@ -115,23 +120,16 @@ def bench_embedding(encoder: Encoder, repo: Path, sample: int) -> None:
 
 
 def bench_queries(index: Index, label: str, rounds: int) -> None:
-    for mode in ("semantic", "lexical", "hybrid"):
-        index.search(QUERIES[0], 10, mode=mode)  # warm up
-        samples = []
-        for i in range(rounds):
-            started = time.perf_counter()
-            index.search(QUERIES[i % len(QUERIES)], 10, mode=mode)
-            samples.append(time.perf_counter() - started)
-        print(f"query {mode} at {label}: {percentiles(samples)}")
     codes = [hit.code for query in QUERIES for hit in index.search(query, 3, mode="lexical")]
-    for mode in ("semantic", "lexical", "hybrid"):
-        index.similar(codes[0], 10, mode=mode)  # warm up
-        samples = []
-        for i in range(rounds):
-            started = time.perf_counter()
-            index.similar(codes[i % len(codes)], 10, mode=mode)
-            samples.append(time.perf_counter() - started)
-        print(f"clone query (similar --code) {mode} at {label}: {percentiles(samples)}")
+    for what, ask, inputs in (("query", index.search, QUERIES), ("clone query (similar --code)", index.similar, codes)):
+        for mode in ("semantic", "lexical", "hybrid"):
+            ask(inputs[0], 10, mode=mode)  # warm up
+            samples = []
+            for i in range(rounds):
+                started = time.perf_counter()
+                ask(inputs[i % len(inputs)], 10, mode=mode)
+                samples.append(time.perf_counter() - started)
+            print(f"{what} {mode} at {label}: {percentiles(samples)}")
 
 
 def scale_up(index_root: Path, settings: Settings, target: int) -> Index:

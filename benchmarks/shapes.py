@@ -21,26 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from codesearch.chunking import chunk_text  # noqa: E402
-from codesearch.files import SkipFile, read_source, walk  # noqa: E402
+from benchmarks.engine import sample_functions  # noqa: E402
 from codesearch.model import Encoder, ModelFolder, default_model_path  # noqa: E402
-
-
-def sample_functions(repo: Path, size: int) -> list[str]:
-    codes = []
-    for file in walk(repo).files:
-        try:
-            text, _ = read_source(file)
-        except SkipFile:
-            continue
-        codes.extend(c.code for c in chunk_text(text, file.language, file.path).chunks if c.kind != "class")
-    rng = np.random.default_rng(0)
-    return [codes[i] for i in rng.choice(len(codes), size=min(size, len(codes)), replace=False)]
 
 
 def random_folder(layers: int, hidden: int, tokenizer: Path, out: Path) -> tuple[Path, int]:

@@ -277,9 +277,10 @@ class Index:
         rankings: list[list[tuple[str, float]]] = []  # (chunk id, score) best first, per retriever
         if mode in ("semantic", "hybrid"):
             center = clone_center(*self.store.mean_vector()) if mode == "hybrid" else None
+            limit = pool * 2 if mode == "hybrid" else k * 3 + 10  # semantic needs only k (near_duplicates' cost)
             best: dict[str, float] = {}
             for vector in windows:
-                for cid, dist in _best_per_chunk(self.store.vector_search(vector, pool * 2, where, center), rows):
+                for cid, dist in _best_per_chunk(self.store.vector_search(vector, limit, where, center), rows):
                     if cid != exclude:
                         best[cid] = max(best.get(cid, -1.0), 1.0 - dist)
             rankings.append(sorted(best.items(), key=lambda kv: -kv[1])[:pool])

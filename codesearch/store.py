@@ -509,17 +509,19 @@ class Store:
         (`centered_cosine`): exact over the vectors in memory; through LanceDB, the re-ranked
         `_RERANK` x `limit` nearest rows by plain cosine.
         """
-        if center is not None:
-            return self._centered_search(vector, limit, where, center)
         if where or self._trusted_vector_index() is not None:
-            return self._lance_search(vector, limit, where)
+            if center is None:
+                return self._lance_search(vector, limit, where)
+            pool = self._lance_search(vector, limit * _RERANK, where, ["vector"])
+            if not pool:
+                return []
+            scores = centered_cosine(vector, np.asarray([row.pop("vector") for row in pool], dtype=np.float32), center)
+            order = np.argsort(-scores, kind="stable")[:limit]
+            return [dict(pool[i], _distance=float(1.0 - scores[i])) for i in order]
         ids, matrix = self._vector_matrix()
         if not ids:
             return []
-        return self._rows_at(ids, matrix @ vector.astype(np.float32), limit)
-
-    def _rows_at(self, ids: list[str], scores: np.ndarray, limit: int) -> list[dict]:
-        """The `limit` rows of the in-memory matrix with the highest `scores`, best first."""
+        scores = matrix @ vector.astype(np.float32) if center is None else centered_cosine(vector, matrix, center)
         n = min(limit, len(ids))
         top = np.argpartition(-scores, n - 1)[:n]
         top = top[np.argsort(-scores[top], kind="stable")]
@@ -543,20 +545,6 @@ class Store:
         if where:
             query = query.where(where, prefilter=True)
         return query.select(self._hit_columns() + list(columns) + ["_distance"]).limit(limit).to_list()
-
-    def _centered_search(self, vector: np.ndarray, limit: int, where: str | None, center: np.ndarray) -> list[dict]:
-        if where or self._trusted_vector_index() is not None:
-            pool = self._lance_search(vector, limit * _RERANK, where, ["vector"])
-            if not pool:
-                return []
-            scores = centered_cosine(vector, np.asarray([row.pop("vector") for row in pool], dtype=np.float32), center)
-            order = np.argsort(-scores, kind="stable")[:limit]
-            return [dict(pool[i], _distance=float(1.0 - scores[i])) for i in order]
-        ids, matrix = self._vector_matrix()
-        if not ids:
-            return []
-        scores = centered_cosine(vector, matrix, center)
-        return self._rows_at(ids, scores, limit)
 
     def _trusted_vector_index(self):
         """The generation's vector index when its measured recall is good enough and the table is big
