@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import select
 import sys
 import time
 from collections import Counter, defaultdict
@@ -268,12 +269,28 @@ def _confirm(plan: IndexPlan, err: Console) -> bool:
     about = f", about {_duration(e.seconds)}" if e.seconds is not None else ""
     try:
         err.print(f"Index {len(plan.files)} files (~{e.functions:,} functions{about})? [y/N] ", end="", markup=False)
-        answer = sys.stdin.readline()
+        answer = _read_answer()
     except KeyboardInterrupt:
         answer = ""
     if not answer.endswith("\n"):
         err.print()  # EOF or Ctrl-C left the cursor after the prompt
     return answer.strip().lower() in ("y", "yes")
+
+
+def _read_answer() -> str:
+    """One line from stdin that Ctrl-C always interrupts.
+
+    Python runs its SIGINT handler between bytecodes. A Ctrl-C that lands after its last check and before
+    readline's read() starts would wait for Enter, so wait for input in short selects first: the loop
+    gives the handler its turn within a tenth of a second.
+    """
+    try:
+        fd = sys.stdin.fileno()
+        while not select.select([fd], [], [], 0.1)[0]:
+            pass
+    except (OSError, ValueError):  # no select on this stdin (Windows consoles): a plain read
+        pass
+    return sys.stdin.readline()
 
 
 def _print_plan(plan: IndexPlan, console: Console) -> None:

@@ -236,3 +236,34 @@ def test_yes_indexes(terminal_runs, run):
 def test_no_question_without_need(terminal_runs, name):
     code, shown, repo = terminal_runs[name]
     assert code == 0 and "[y/N]" not in shown and "indexed 12 files, 33 functions" in shown, shown
+
+
+# The child blocks SIGINT on its main thread, so the Ctrl-C lands on a helper thread while the main
+# thread waits for input: Python has noted the signal, but no read() was interrupted. This is the state
+# a Ctrl-C leaves when it arrives after the interpreter's last check and before readline's read().
+_LATE_CTRL_C = """
+import os, signal, threading, time
+from codesearch.cli import _read_answer
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+def press():
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    time.sleep(0.3)
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Thread(target=press, daemon=True).start()
+try:
+    _read_answer()
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_a_ctrl_c_that_misses_the_read_still_ends_the_question():
+    read_end, write_end = os.pipe()  # stdin that never gets an answer
+    try:
+        done = subprocess.run([sys.executable, "-c", _LATE_CTRL_C], stdin=read_end, capture_output=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the question still waits for an answer 30 s after Ctrl-C")
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert done.stdout.decode().strip() == "interrupted", done.stderr.decode()
