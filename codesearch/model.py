@@ -7,7 +7,10 @@ A model is a folder that the trainer writes and the engine only reads:
                       pooling happens inside the graph. Right padding.
     tokenizer.json    a Hugging Face `tokenizers` file; its post-processor adds any special tokens.
     codesearch.json   {"format": 1, "model_id", "dimension", "max_length", "pooling",
-                       "query_prefix", "code_prefix", "pad_token_id"}
+                       "query_prefix", "code_prefix", "pad_token_id", "hybrid_weight"[, "query_model"]}
+    query.onnx        optional, named by "query_model": a query tower, the same interface as
+                      model.onnx, that embeds natural-language queries into model.onnx's space
+                      (an asymmetric dual encoder); without it model.onnx embeds queries too.
     MODEL_CARD.md     how it was made (not read by the engine).
 
 Texts longer than `max_length` tokens are split into overlapping windows (`token_windows`), each
@@ -46,6 +49,8 @@ class ModelFolder:
     # The model's weight beside full-text search's (1.0) in hybrid fusion, calibrated by the trainer
     # on held-out pairs: a model weaker than BM25 still adds to it with a lower weight.
     hybrid_weight: float = 1.0
+    # The file of the query tower ("" when model.onnx embeds queries too).
+    query_model: str = ""
 
     @classmethod
     def read(cls, path: str | Path) -> "ModelFolder":
@@ -71,6 +76,7 @@ class ModelFolder:
                 code_prefix=str(meta.get("code_prefix", "")),
                 pad_token_id=int(meta.get("pad_token_id", 0)),
                 hybrid_weight=float(meta.get("hybrid_weight", 1.0)),
+                query_model=_query_model(path, meta.get("query_model") or ""),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CodesearchError(f"model {path}: bad {CONTRACT_FILE}: {exc}") from None
@@ -88,7 +94,20 @@ class ModelFolder:
             "pad_token_id": self.pad_token_id,
             "hybrid_weight": self.hybrid_weight,
         }
+        if self.query_model:
+            meta["query_model"] = self.query_model
         (self.path / CONTRACT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def _query_model(path: Path, name: object) -> str:
+    """The contract's "query_model": a file name beside model.onnx that exists, or ""."""
+    if not name:
+        return ""
+    if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"query_model must be a file name in the folder, not {name!r}")
+    if not (path / name).is_file():
+        raise CodesearchError(f"not a codesearch model folder: {path} has no {name} (its query_model)")
+    return name
 
 
 def token_windows(ids: list[int], max_length: int, overlap: int) -> list[list[int]]:
@@ -158,14 +177,17 @@ class Encoder:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                str(folder.path / "model.onnx"), sess_options=options, providers=providers
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors on a bad graph
-            raise CodesearchError(f"model {folder.path}: cannot load model.onnx: {exc}") from None
+
+        def session(name: str):
+            try:
+                return ort.InferenceSession(str(folder.path / name), sess_options=options, providers=providers)
+            except Exception as exc:  # onnxruntime raises its own untyped errors on a bad graph
+                raise CodesearchError(f"model {folder.path}: cannot load {name}: {exc}") from None
+
+        self.session = session("model.onnx")
+        # Queries go through the query tower when the folder has one (an asymmetric dual encoder).
+        self.query_session = session(folder.query_model) if folder.query_model else self.session
         self.providers = self.session.get_providers()
-        self.output_name = self.session.get_outputs()[0].name
         self.before_batch: Callable[[], None] | None = None  # called before each batch: a chance to yield
 
     @property
@@ -177,11 +199,14 @@ class Encoder:
         encodings = self.tokenizer.encode_batch([prefix + t for t in texts])
         return [e.ids for e in encodings]
 
-    def embed_ids(self, rows: list[list[int]]) -> np.ndarray:
+    def embed_ids(self, rows: list[list[int]], kind: str = "code") -> np.ndarray:
         """Embed token rows (each at most max_length long): float32 [len(rows), dim], L2-normalised.
 
-        Rows are sorted by length and batched under a token budget so padding wastes little.
+        `kind` "query" runs the query tower where the model has one. Rows are sorted by length and
+        batched under a token budget so padding wastes little.
         """
+        session = self.query_session if kind == "query" else self.session
+        output = session.get_outputs()[0].name
         out = np.zeros((len(rows), self.dimension), dtype=np.float32)
         if not rows:
             return out
@@ -196,7 +221,7 @@ class Encoder:
             input_ids, mask = pad_batch(batch, self.folder.pad_token_id)
             if self.before_batch is not None:
                 self.before_batch()
-            vectors = self.session.run([self.output_name], {"input_ids": input_ids, "attention_mask": mask})[0]
+            vectors = session.run([output], {"input_ids": input_ids, "attention_mask": mask})[0]
             out[order[start:end]] = vectors
             start = end
         return out
@@ -211,7 +236,7 @@ class Encoder:
             for ids in self.tokenize(texts, prefix)
         ]
         flat = [w for ws in windows_per_text for w in ws]
-        vectors = self.embed_ids(flat)
+        vectors = self.embed_ids(flat, kind)
         result, at = [], 0
         for ws in windows_per_text:
             result.append(vectors[at : at + len(ws)])
@@ -221,7 +246,7 @@ class Encoder:
     def embed_query(self, text: str) -> np.ndarray:
         """One vector for a natural-language query (truncated to the model's maximum length)."""
         ids = self.tokenize([text], self.folder.query_prefix)[0][: self.folder.max_length]
-        return self.embed_ids([ids])[0]
+        return self.embed_ids([ids], "query")[0]
 
 
 def default_model_path() -> Path | None:

@@ -88,7 +88,7 @@ def test_the_wheel_carries_the_model(tmp_path, shipped):
     )
     (wheel,) = tmp_path.glob("codesearch-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for name in ("model.onnx", "tokenizer.json", "codesearch.json"):
+    for name in ("model.onnx", "tokenizer.json", "codesearch.json", *filter(None, [shipped.query_model])):
         assert f"codesearch/models/{shipped.path.name}/{name}" in names
 
 

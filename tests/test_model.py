@@ -77,6 +77,51 @@ def test_missing_files_and_bad_contract_are_clear_errors(tiny_model, tmp_path):
         Encoder(ModelFolder.read(broken))
 
 
+def _with_query_tower(folder: Path, tower: Path, name: str = "query.onnx") -> ModelFolder:
+    """`folder` with `tower`'s graph as its query tower, named in the contract."""
+    shutil.copy(tower / "model.onnx", folder / name)
+    meta = json.loads((folder / "codesearch.json").read_text())
+    (folder / "codesearch.json").write_text(json.dumps({**meta, "query_model": name}))
+    return ModelFolder.read(folder)
+
+
+def test_a_query_tower_embeds_queries_and_model_onnx_the_code(tiny_model, other_model, tmp_path):
+    # tiny-b's graph as tiny-a's query tower (the two tokenizers are the same BPE of the same texts)
+    assert (tiny_model / "tokenizer.json").read_bytes() == (other_model / "tokenizer.json").read_bytes()
+    folder = _with_query_tower(shutil.copytree(tiny_model, tmp_path / "dual"), other_model)
+    assert folder.query_model == "query.onnx"
+    dual, code_tower, query_tower = (Encoder(ModelFolder.read(p), threads=1)
+                                     for p in (folder.path, tiny_model, other_model))
+    text = "parse a json file"
+    np.testing.assert_allclose(dual.embed_query(text), query_tower.embed_query(text), atol=1e-6)
+    np.testing.assert_allclose(dual.embed_texts([text], kind="query")[0], query_tower.embed_texts([text], kind="query")[0],
+                               atol=1e-6)
+    np.testing.assert_allclose(dual.embed_texts([text], kind="code")[0], code_tower.embed_texts([text], kind="code")[0],
+                               atol=1e-6)
+    assert not np.allclose(dual.embed_query(text), code_tower.embed_query(text), atol=1e-3)
+    # written back as read
+    folder.write()
+    assert json.loads((folder.path / "codesearch.json").read_text())["query_model"] == "query.onnx"
+    assert "query_model" not in json.loads((tiny_model / "codesearch.json").read_text())
+
+
+def test_a_missing_or_bad_query_tower_is_a_clear_error(tiny_model, tmp_path):
+    folder = _with_query_tower(shutil.copytree(tiny_model, tmp_path / "dual"), tiny_model)
+    (folder.path / "query.onnx").unlink()
+    with pytest.raises(CodesearchError, match="has no query.onnx"):
+        ModelFolder.read(folder.path)
+    for name in ("../model.onnx", "sub/query.onnx", 3):
+        meta = json.loads((folder.path / "codesearch.json").read_text())
+        (folder.path / "codesearch.json").write_text(json.dumps({**meta, "query_model": name}))
+        with pytest.raises(CodesearchError, match="bad codesearch.json: query_model must be a file name"):
+            ModelFolder.read(folder.path)
+    (folder.path / "query.onnx").write_bytes(b"not a graph")
+    meta = json.loads((folder.path / "codesearch.json").read_text())
+    (folder.path / "codesearch.json").write_text(json.dumps({**meta, "query_model": "query.onnx"}))
+    with pytest.raises(CodesearchError, match="cannot load query.onnx"):
+        Encoder(ModelFolder.read(folder.path))
+
+
 def test_cuda_asked_for_without_provider_is_a_clear_error(tiny_model):
     import onnxruntime
 

@@ -1,7 +1,7 @@
 """The whole trainer chain on CPU with the tiny recipe: `python -m trainer all` on a small source tree.
 
-data -> BPE tokenizer -> a few pretraining steps -> contrastive steps with LoRA and PMA -> ONNX export
--> eval, then the exported folder is loaded by the engine's own Encoder. About a minute on 2 cores.
+data -> BPE tokenizer -> a few pretraining steps -> contrastive steps with LoRA and PMA -> a query
+tower -> ONNX export -> eval, then the exported folder is loaded by the engine's own Encoder. About a minute on 2 cores.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def test_all_stages_write_their_outputs(chain):
     assert code == 0
     run = root / "run"
     for rel in ("data/stats.json", "data/pairs-train.jsonl", "data/pairs-valid.jsonl", "tokenizer/tokenizer.json",
-                "pretrain/final/config.json", "contrastive/final/encoder.json", "model/model.onnx",
+                "pretrain/final/config.json", "contrastive/final/encoder.json", "query/codes.npy",
+                "query/final/encoder.json", "model/model.onnx", "model/query.onnx",
                 "model/tokenizer.json", "model/codesearch.json", "model/MODEL_CARD.md", "eval/exported.valid.json"):
         assert (run / rel).is_file(), rel
     assert seconds < 240  # about 60 s alone on 2 cores; the bound leaves room for a busy machine
@@ -73,10 +74,17 @@ def test_training_losses_go_down(chain):
     assert contrastive[-1] < contrastive[0] - 0.1  # LoRA adapters + PMA head learn the training pairs
     encoder = json.loads((run / "contrastive" / "final" / "encoder.json").read_text(encoding="utf-8"))
     assert encoder["pooling"] == "pma" and encoder["dimension"] == 64
+    query = read_log(run / "query" / "log.jsonl")
+    assert len(query) == 2 and query[-1] < query[0]  # the query tower learns to find its codes among all
 
 
 def test_the_engine_loads_the_exported_model(chain):
+    import torch
+
     from codesearch.model import Encoder, ModelFolder
+    from trainer.model import Encoder as TrainerEncoder
+    from trainer.model import tokenize_batch
+    from trainer.tokenizer import load_tokenizer
 
     folder = ModelFolder.read(chain[0] / "run" / "model")
     assert re.fullmatch(r"tiny-smoke-[0-9a-f]{10}", folder.model_id)  # the recipe's id + a digest of the weights
@@ -84,6 +92,15 @@ def test_the_engine_loads_the_exported_model(chain):
     encoder = Encoder(folder, device="cpu")
     query = encoder.embed_query("compute the area of a circle")
     assert query.shape == (64,) and np.linalg.norm(query) == pytest.approx(1.0, abs=1e-4)
+    # queries go through the query tower, code through the contrastive encoder
+    assert folder.query_model == "query.onnx"
+    towers = [TrainerEncoder.load(chain[0] / "run" / stage / "final").eval() for stage in ("query", "contrastive")]
+    tok = load_tokenizer(folder.path / "tokenizer.json")
+    ids, mask = tokenize_batch(tok, ["compute the area of a circle"], "query: ", 128, 0)
+    with torch.no_grad():
+        by_query_tower, by_code_tower = (t(ids, mask)[0].numpy() for t in towers)
+    np.testing.assert_allclose(query, by_query_tower, atol=1e-4)
+    assert not np.allclose(query, by_code_tower, atol=1e-3)
     (code,) = encoder.embed_texts(["def area(r):\n    return 3.14 * r * r"], kind="code")
     assert code.shape == (1, 64) and np.linalg.norm(code[0]) == pytest.approx(1.0, abs=1e-4)
 
@@ -112,7 +129,7 @@ def test_a_second_run_skips_finished_stages_and_resumes_training(chain, capsys):
     assert main([a for a in tiny_argv("all", root) if a != "--quiet"]) == 0
     assert time.perf_counter() - started < 30
     err = capsys.readouterr().err
-    for stage in ("data", "tokenizer", "pretrain", "contrastive", "export", "eval"):
+    for stage in ("data", "tokenizer", "pretrain", "contrastive", "query", "export", "eval"):
         assert f"{stage}: done" in err
     # Without its final folder, contrastive resumes from its last checkpoint (step 40 of 40): no new steps.
     shutil.rmtree(run / "contrastive" / "final")
@@ -232,9 +249,35 @@ def test_an_average_of_two_models_exports_with_zero_steps(chain, tmp_path, capsy
     run = tmp_path / "run"
     argv = tiny_argv("export", root, "--set", f'run_dir="{run}"', "--set", f'tokenizer.from_model="{tmp_path / "mix"}"',
                      "--set", "contrastive.max_steps=0")
-    for stage in ("data", "tokenizer", "contrastive", "export"):
+    for stage in ("data", "tokenizer", "contrastive", "query", "export"):
         argv[0] = stage
         assert main(argv) == 0
     assert (run / "model" / "model.onnx").is_file() and not (run / "contrastive" / "log.jsonl").read_text()
     assert average_main([str(first), str(second), str(tmp_path / "bad"), "--recipe", str(TINY), "--weight", "2"]) == 2
     assert "must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_the_query_stage_reuses_its_code_vectors_only_with_the_same_tower_and_settings(chain):
+    import dataclasses
+
+    import torch
+
+    from codesearch.errors import CodesearchError
+    from trainer.jsonl import read_jsonl
+    from trainer.model import Encoder, tokenize_batch
+    from trainer.query_tower import code_vectors, pair_codes
+    from trainer.recipe import Recipe
+    from trainer.tokenizer import load_tokenizer
+
+    run = chain[0] / "run"
+    final = run / "contrastive" / "final"
+    tower, tok = Encoder.load(final).eval(), load_tokenizer(final / "tokenizer.json")
+    pairs, cfg = read_jsonl(run / "data" / "pairs-train.jsonl"), Recipe.load(TINY).query
+    written = np.load(run / "query" / "codes.npy")
+    assert written.shape == (len(pairs), 64)
+    ids, mask = tokenize_batch(tok, pair_codes(pairs, cfg)[:3], "", cfg.code_max_length, 0)
+    with torch.no_grad():
+        np.testing.assert_allclose(written[:3], tower(ids, mask).numpy(), atol=0.02)  # pair i's code, row i
+    np.testing.assert_array_equal(code_vectors(tower, final, tok, pairs, cfg, run / "query", "").numpy(), written)
+    with pytest.raises(CodesearchError, match=r"another code tower or settings \(changed: docstring_share\)"):
+        code_vectors(tower, final, tok, pairs, dataclasses.replace(cfg, docstring_share=0.0), run / "query", "")

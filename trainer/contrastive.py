@@ -239,7 +239,7 @@ def train_contrastive(
     step = 0
     if checkpoint.is_file():
         step = load_checkpoint(checkpoint, encoder, optimizer, scheduler)
-    _trim_log(out_dir / "log.jsonl", step)  # drop records a killed run wrote after its last checkpoint
+    trim_log(out_dir / "log.jsonl", step)  # drop records a killed run wrote after its last checkpoint
 
     def embed(texts: list[str], prefix: str, max_length: int) -> torch.Tensor:
         ids, mask = tokenize_batch(tok, texts, prefix, max_length, pad)
@@ -364,7 +364,7 @@ def load_checkpoint(path: Path, encoder: Encoder, optimizer, scheduler) -> int:
     return int(state["step"])
 
 
-def _trim_log(path: Path, step: int) -> None:
+def trim_log(path: Path, step: int) -> None:
     """Keep only the log records up to `step`."""
     if not path.is_file():
         return

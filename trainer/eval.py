@@ -180,8 +180,9 @@ def onnx_embedder(model_dir: Path, threads: int = 0) -> Embedder:
 
 
 def torch_embedder(encoder, tok, *, query_prefix: str, code_prefix: str, max_length: int,
-                   batch_size: int = 32, overlap: int = 64) -> Embedder:
-    """A trainer `Encoder` behind the engine's interface: same prefixes, same token windows."""
+                   batch_size: int = 32, overlap: int = 64, query_encoder=None) -> Embedder:
+    """A trainer `Encoder` behind the engine's interface: same prefixes, same token windows; queries
+    through `query_encoder` when there is a query tower."""
     import torch
 
     from codesearch.model import pad_batch, token_windows
@@ -191,16 +192,17 @@ def torch_embedder(encoder, tok, *, query_prefix: str, code_prefix: str, max_len
 
     def embed(texts: list[str], kind: str) -> list[np.ndarray]:
         prefix = query_prefix if kind == "query" else code_prefix
+        model = query_encoder if kind == "query" and query_encoder is not None else encoder
         windows = [token_windows(e.ids, max_length, overlap) for e in tok.encode_batch([prefix + t for t in texts])]
         flat = [w or [pad] for ws in windows for w in ws]
         order = sorted(range(len(flat)), key=lambda i: len(flat[i]))
         vectors = np.zeros((len(flat), 0), dtype=np.float32)
-        encoder.eval()
+        model.eval()
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
                 ids, mask = pad_batch([flat[i] for i in rows], pad)
-                out = encoder(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()  # (B, D)
+                out = model(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()  # (B, D)
                 if vectors.shape[1] == 0:
                     vectors = np.zeros((len(flat), out.shape[1]), dtype=np.float32)
                 vectors[rows] = out

@@ -1,7 +1,7 @@
 """Export a trained encoder to a codesearch model folder (model.onnx, tokenizer.json, codesearch.json).
 
-The whole encoder (decoder body, pooling, L2 norm) becomes one ONNX graph, and the written folder is
-checked against PyTorch through the engine's own `codesearch.model.Encoder` before it replaces
+The whole encoder (decoder body, pooling, L2 norm) becomes one ONNX graph (and a query tower, when
+there is one, a second: query.onnx), and the written folder is checked against PyTorch through the engine's own `codesearch.model.Encoder` before it replaces
 `out_dir`. We call `torch.onnx.export(dynamo=False)` directly: optimum 2.x no longer exports ONNX
 and its successor optimum-onnx needs transformers < 4.58 (see NOTES.md).
 """
@@ -29,6 +29,7 @@ IR_VERSION = 10  # onnxruntime 1.31 reads IR <= 13; onnx 1.23 would write 14
 LARGE_BYTES = 1_800_000_000  # protobuf's 2 GB limit: past this, weights go to model.onnx.data
 # Worst cosine accepted per row: to PyTorch for fp32, to the fp32 graph for the others.
 MIN_COSINE = {"none": 0.9999, "int8": 0.99, "fp16": 0.999}
+QUERY_FILE = "query.onnx"  # the query tower's graph, named in codesearch.json's query_model
 
 # Texts whose token rows check parity: code and queries of varied length, plus slices of them.
 PARITY_TEXTS = (
@@ -56,12 +57,23 @@ def export_onnx(
     quantize: str = "none",
     card: str = "",
     min_cosine: float | None = None,
+    query_encoder: Encoder | None = None,
 ) -> ModelFolder:
     """Write the model folder `out_dir` and return it; raise CodesearchError if parity fails.
 
     `quantize`: "none" (fp32), "int8" (dynamic, per-channel weights; for CPU) or "fp16" (for GPU).
     The encoder is merged (LoRA), moved to CPU fp32 and switched to eager attention in place.
+    `query_encoder` (trainer.query_tower) becomes query.onnx, exported and checked the same way.
     """
+    return _export(encoder, tokenizer_json, out_dir, model_id=model_id, max_length=max_length,
+                   query_prefix=query_prefix, code_prefix=code_prefix, quantize=quantize, card=card,
+                   min_cosine=min_cosine, query_encoder=query_encoder)[0]
+
+
+def _export(encoder: Encoder, tokenizer_json: Path, out_dir: Path, *, model_id: str, max_length: int,
+            query_prefix: str, code_prefix: str, quantize: str, card: str, min_cosine: float | None,
+            query_encoder: Encoder | None) -> tuple[ModelFolder, dict[str, float]]:
+    """export_onnx, returning the parity figures too."""
     if quantize not in MIN_COSINE:
         raise ValueError(f"quantize must be one of {', '.join(MIN_COSINE)}, not {quantize!r}")
     bound = MIN_COSINE[quantize] if min_cosine is None else min_cosine
@@ -78,7 +90,7 @@ def export_onnx(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
 
-    def write_folder(path: Path, ident: str = model_id) -> None:
+    def write_folder(path: Path, ident: str = model_id, query_model: str = "") -> None:
         tok.save(str(path / "tokenizer.json"))
         ModelFolder(
             path=path,
@@ -89,6 +101,7 @@ def export_onnx(
             query_prefix=query_prefix,
             code_prefix=code_prefix,
             pad_token_id=pad,
+            query_model=query_model,
         ).write()
 
     rows = parity_rows(tok, query_prefix, code_prefix, max_length)
@@ -122,21 +135,42 @@ def export_onnx(
                 else:
                     _convert_fp16(fp32_dir / "model.onnx", partial / "model.onnx", large)
                 check(f"{quantize} vs fp32 ONNX", _engine_vectors(partial, rows), fp32, bound)
+            query_model = ""
+            if query_encoder is not None:
+                figures.update(_export_query_tower(
+                    query_encoder, tokenizer_json, partial / QUERY_FILE, Path(tmp), model_id=model_id,
+                    max_length=max_length, query_prefix=query_prefix, code_prefix=code_prefix,
+                    quantize=quantize, min_cosine=min_cosine))
+                query_model = QUERY_FILE
         # The id carries a digest of the weights: an index built with other weights is never reused.
-        write_folder(partial, f"{model_id}-{_digest(partial)}")
+        write_folder(partial, f"{model_id}-{_digest(partial)}", query_model)
         card_text = _card(card, encoder, quantize, figures, rows, max_length)
         (partial / "MODEL_CARD.md").write_text(card_text, encoding="utf-8")
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     replace_dir(partial, out_dir)
-    return ModelFolder.read(out_dir)
+    return ModelFolder.read(out_dir), figures
+
+
+def _export_query_tower(query_encoder: Encoder, tokenizer_json: Path, dst: Path, tmp: Path, *, model_id: str,
+                        max_length: int, query_prefix: str, code_prefix: str, quantize: str,
+                        min_cosine: float | None) -> dict[str, float]:
+    """Export the query tower as a model folder of its own (checked as any), and put its graph at `dst`;
+    returns its parity figures."""
+    folder, figures = _export(query_encoder, tokenizer_json, tmp / "query", model_id=f"{model_id}-query",
+                              max_length=max_length, query_prefix=query_prefix, code_prefix=code_prefix,
+                              quantize=quantize, card="", min_cosine=min_cosine, query_encoder=None)
+    if (folder.path / "model.onnx.data").exists():
+        raise CodesearchError("the query tower's graph is over 1.8 GB: a query tower needs one file")
+    shutil.copyfile(folder.path / "model.onnx", dst)
+    return {f"{name} (query tower)": value for name, value in figures.items()}
 
 
 def _digest(folder: Path) -> str:
-    """First 10 hex digits of the sha256 of the graph and its external weights."""
+    """First 10 hex digits of the sha256 of the graphs (and their external weights)."""
     digest = hashlib.sha256()
-    for name in ("model.onnx", "model.onnx.data"):
+    for name in ("model.onnx", "model.onnx.data", QUERY_FILE):
         if (folder / name).is_file():
             with open(folder / name, "rb") as handle:
                 digest.update(hashlib.file_digest(handle, "sha256").digest())

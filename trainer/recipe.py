@@ -5,6 +5,7 @@
     [tokenizer]   base (a Hugging Face model folder) or vocab_size -> TokenizerConfig
     [pretrain]    steps, batch, lr, ... and BaseConfig fields      -> PretrainConfig + BaseConfig
     [contrastive] ContrastiveConfig and EncoderConfig fields       -> ContrastiveConfig + EncoderConfig
+    [query]       the query tower (max_steps 0: none)              -> QueryConfig
     [eval]        sets, bench_dir                                  -> EvalConfig
     [export]      model_id, max_length, quantize, out_dir          -> ExportConfig
 
@@ -95,7 +96,7 @@ class ExportConfig:
     card: str = ""  # extra text for MODEL_CARD.md
 
 
-SECTIONS = ("data", "tokenizer", "pretrain", "contrastive", "eval", "export")
+SECTIONS = ("data", "tokenizer", "pretrain", "contrastive", "query", "eval", "export")
 TOP_LEVEL = ("name", "run_dir") + SECTIONS
 
 
@@ -109,6 +110,7 @@ class Recipe:
     model: Any  # trainer.model.BaseConfig, from [pretrain]
     contrastive: Any  # trainer.contrastive.ContrastiveConfig, from [contrastive]
     encoder: Any  # trainer.model.EncoderConfig, from [contrastive]
+    query: Any  # trainer.query_tower.QueryConfig, from [query]
     eval: EvalConfig
     export: ExportConfig
     source: str = ""  # where it was read from, for messages
@@ -156,6 +158,7 @@ class Recipe:
     def from_dict(cls, raw: dict[str, Any], *, source: str = "<dict>", recipe_dir: Path | None = None) -> "Recipe":
         from trainer.contrastive import ContrastiveConfig
         from trainer.model import PRECISIONS, BaseConfig, EncoderConfig
+        from trainer.query_tower import QueryConfig
 
         where = f"recipe {source}"
         _check_keys(raw, TOP_LEVEL, where)
@@ -182,7 +185,8 @@ class Recipe:
             raw.get("contrastive", {}), (ContrastiveConfig, EncoderConfig), f"{where} [contrastive]"
         )
         contrastive.lora_targets = tuple(contrastive.lora_targets)
-        for section, stage in (("pretrain", pretrain), ("contrastive", contrastive)):
+        query = _build(QueryConfig, raw.get("query", {}), f"{where} [query]")
+        for section, stage in (("pretrain", pretrain), ("contrastive", contrastive), ("query", query)):
             if stage.precision not in PRECISIONS:
                 raise CodesearchError(f"{where}: [{section}] precision must be {', '.join(PRECISIONS)}")
         data = _build(DataConfig, raw.get("data", {}), f"{where} [data]")
@@ -215,6 +219,7 @@ class Recipe:
             model=model,
             contrastive=contrastive,
             encoder=encoder,
+            query=query,
             eval=evaluation,
             export=export,
             source=source,

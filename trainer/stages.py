@@ -4,6 +4,7 @@
     runs/<name>/tokenizer/     tokenizer.json (BPE trained on the corpus, or the base model's)
     runs/<name>/pretrain/      tokens.npy, checkpoint.pt, log.jsonl, final/ (Hugging Face folder)
     runs/<name>/contrastive/   checkpoint/, log.jsonl, final/ (trainer Encoder)
+    runs/<name>/query/         codes.npy, checkpoint/, log.jsonl, final/ (the query tower, if [query] max_steps)
     runs/<name>/model/         the exported model folder (or [export] out_dir)
     runs/<name>/eval/          <model>.<sets>.json: model, BM25 and hybrid figures per set
 
@@ -23,7 +24,7 @@ from trainer.jsonl import read_jsonl, write_json
 from trainer.recipe import Recipe
 
 Log = Callable[[str], None]
-STAGES = ("data", "tokenizer", "pretrain", "contrastive", "export", "eval")
+STAGES = ("data", "tokenizer", "pretrain", "contrastive", "query", "export", "eval")
 
 
 # Settings whose change makes a run folder's finished stages stale (step counts may grow: runs resume).
@@ -147,6 +148,45 @@ def run_contrastive(recipe: Recipe, log: Log, progress: bool) -> dict | None:
     return summary
 
 
+def run_query(recipe: Recipe, log: Log, progress: bool) -> dict | None:
+    """The query tower (trainer.query_tower), tuned against the contrastive stage's encoder as the code tower."""
+    if recipe.query.max_steps <= 0:
+        log("query: skipped ([query] max_steps is 0: model.onnx embeds queries too)")
+        return None
+    out = recipe.stage_dir("query")
+    if (out / "final" / "encoder.json").is_file():
+        log(f"query: done ({out / 'final'})")
+        return None
+    from trainer.model import Encoder
+    from trainer.query_tower import code_vectors, train_query_tower
+    from trainer.tokenizer import load_tokenizer
+
+    final = recipe.stage_dir("contrastive") / "final"
+    if not (final / "encoder.json").is_file():
+        raise CodesearchError(f"no code tower: {final} missing (run the contrastive stage)")
+    tok = load_tokenizer(_tokenizer_file(recipe))
+    code_tower = Encoder.load(final)
+    pairs = read_jsonl(_data_file(recipe, "pairs-train.jsonl"))
+    codes = code_vectors(code_tower, final, tok, pairs, recipe.query, out, recipe.contrastive.code_prefix,
+                         progress=progress, log=log)
+    log(f"query: {len(pairs)} queries against all {len(pairs)} codes, {recipe.query.max_steps} steps")
+    summary = train_query_tower(code_tower, codes, tok, pairs, recipe.query, out,
+                                query_prefix=recipe.contrastive.query_prefix, progress=progress)
+    write_json(out / "summary.json", summary)
+    log(f"query: loss {summary['first_loss']} -> {summary['last_loss']}")
+    return summary
+
+
+def query_tower_folder(recipe: Recipe, required: bool = True) -> Path | None:
+    """The run's trained query tower when the recipe asks for one (an error if `required` and missing)."""
+    final = recipe.stage_dir("query") / "final"
+    if recipe.query.max_steps <= 0 or (not required and not (final / "encoder.json").is_file()):
+        return None
+    if not (final / "encoder.json").is_file():
+        raise CodesearchError(f"[query] max_steps is {recipe.query.max_steps} but {final} is missing (run the query stage)")
+    return final
+
+
 def run_export(recipe: Recipe, log: Log) -> Path:
     out = recipe.export_dir
     if (out / "codesearch.json").is_file():
@@ -158,6 +198,7 @@ def run_export(recipe: Recipe, log: Log) -> Path:
     final = recipe.stage_dir("contrastive") / "final"
     if not (final / "encoder.json").is_file():
         raise CodesearchError(f"nothing to export: {final} missing (run the contrastive stage)")
+    query_tower = query_tower_folder(recipe)
     export_onnx(
         Encoder.load(final),
         _tokenizer_file(recipe),
@@ -168,6 +209,7 @@ def run_export(recipe: Recipe, log: Log) -> Path:
         code_prefix=recipe.contrastive.code_prefix,
         quantize=recipe.export.quantize,
         card=model_card(recipe),
+        query_encoder=Encoder.load(query_tower) if query_tower is not None else None,
     )
     log(f"export: {out}")
     return out
@@ -197,7 +239,9 @@ def run_eval(recipe: Recipe | None, bench_dir: Path | None, log: Log, *, model: 
         from trainer.tokenizer import load_tokenizer
 
         encoder = Encoder.load(recipe.stage_dir("contrastive") / "final")
+        query_tower = query_tower_folder(recipe, required=False)
         embedder = torch_embedder(encoder, load_tokenizer(_tokenizer_file(recipe)),
+                                  query_encoder=Encoder.load(query_tower) if query_tower is not None else None,
                                   query_prefix=recipe.contrastive.query_prefix, code_prefix=recipe.contrastive.code_prefix,
                                   max_length=recipe.export.max_length, batch_size=recipe.eval.batch_size)
         label = "torch"
@@ -280,7 +324,7 @@ def model_card(recipe: Recipe) -> str:
         lines += ["", f"Data: {stats['pairs']['train']} training and {stats['pairs']['valid']} validation pairs "
                       f"from {len(stats['repositories'])} repositories; languages {stats['languages']['train']}; "
                       f"decontamination against the benchmarks: {stats['decontamination']}."]
-    for stage in ("pretrain", "contrastive"):
+    for stage in ("pretrain", "contrastive", "query"):
         summary = recipe.stage_dir(stage) / "summary.json"
         if summary.is_file():
             lines += ["", f"{stage}: {json.dumps(json.loads(summary.read_text(encoding='utf-8')))}"]
