@@ -223,15 +223,7 @@ def train_contrastive(
     if cfg.grad_checkpointing:
         encoder.decoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in encoder.parameters() if p.requires_grad]
-    # No weight decay on biases, norms and the PMA seed (1-d or fewer), as in nanoGPT.
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-        betas=(0.9, 0.999),
-    )
+    optimizer = adamw(params, cfg.lr, cfg.weight_decay)
     schedule = [cfg]  # a time budget may shorten it once the speed is known
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, schedule[0]))
 
@@ -260,13 +252,7 @@ def train_contrastive(
         q = embed(batch_queries(batch, step, cfg), cfg.query_prefix, cfg.query_max_length)  # (B, D)
         c = embed(batch_codes(batch, cfg, step), cfg.code_prefix, cfg.code_max_length)  # (B*(1+n), D)
         loss = info_nce(q, c, cfg.temperature, cfg.in_batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step()
+        lr = optimizer_step(loss, optimizer, scheduler, params, cfg.grad_clip)
         step += 1
 
         last_loss = loss.item()
@@ -320,6 +306,30 @@ def train_contrastive(
         "pairs_per_s": done / (time.perf_counter() - started) if done else 0.0,
         "precision": precision,
     }
+
+
+def adamw(params: list, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with no weight decay on biases, norms and the PMA seed (1-d or fewer), as in nanoGPT."""
+    return torch.optim.AdamW(
+        [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ],
+        lr=lr,
+        betas=(0.9, 0.999),
+    )
+
+
+def optimizer_step(loss: torch.Tensor, optimizer, scheduler, params: list, grad_clip: float) -> float:
+    """Backward, clip, step the optimizer and the schedule; returns the learning rate the step used."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    scheduler.step()
+    return lr
 
 
 def fit_budget(step: int, seconds_per_step: float, seconds_left: float, max_steps: int) -> int:

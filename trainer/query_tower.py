@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from codesearch.errors import CodesearchError
-from trainer.contrastive import batch_indices, batch_queries, load_checkpoint, lr_factor, save_checkpoint, trim_log
+from trainer.contrastive import (adamw, batch_indices, batch_queries, load_checkpoint, lr_factor, optimizer_step,
+                                 save_checkpoint, trim_log)
 from trainer.model import Encoder, autocast, tokenize_batch, uses_bf16
 from trainer.progress import training_bar
 from trainer.tokenizer import special_ids
@@ -82,12 +83,12 @@ def pair_codes(pairs: Sequence[dict], cfg: QueryConfig) -> list[str]:
 
 def embed_codes(encoder: Encoder, tok: Tokenizer, texts: list[str], cfg: QueryConfig, prefix: str,
                 *, progress: bool = True) -> np.ndarray:
-    """(N, D) float32 unit vectors of `texts`, cut to code_max_length tokens, batched by length."""
+    """(N, D) float32 unit vectors of `texts`, cut to code_max_length tokens, batched by length in
+    characters (each batch is tokenized once, when it is embedded)."""
     device = next(encoder.parameters()).device
     bf16 = uses_bf16(device, cfg.precision)
     pad = special_ids(tok)["pad"]
-    lengths = [len(e.ids) for e in tok.encode_batch([prefix + t for t in texts])]
-    order = sorted(range(len(texts)), key=lengths.__getitem__)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), encoder.dimension), dtype=np.float32)
     bar = training_bar("code vectors", "{task.fields[rate]:.0f} codes/s", progress and sys.stderr.isatty(),
                        len(texts), 0)
@@ -160,13 +161,7 @@ def train_query_tower(code_tower: Encoder, codes: torch.Tensor, tok: Tokenizer, 
         p.requires_grad_(True)
     codes = codes.to(device)
     params = list(tower.parameters())
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-    )
+    optimizer = adamw(params, cfg.lr, cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     checkpoint = out_dir / "checkpoint" / "state.pt"
     step = load_checkpoint(checkpoint, tower, optimizer, scheduler) if checkpoint.is_file() else 0
@@ -185,13 +180,7 @@ def train_query_tower(code_tower: Encoder, codes: torch.Tensor, tok: Tokenizer, 
         with autocast(device, bf16):
             q = tower(ids.to(device), mask.to(device)).float()  # (B, D)
         loss = corpus_info_nce(q, codes, torch.tensor(rows, device=device), cfg.temperature)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step()
+        lr = optimizer_step(loss, optimizer, scheduler, params, cfg.grad_clip)
         step += 1
 
         last_loss = loss.item()
