@@ -1,7 +1,7 @@
 """The whole trainer chain on CPU with the tiny recipe: `python -m trainer all` on a small source tree.
 
 data -> BPE tokenizer -> a few pretraining steps -> contrastive steps with LoRA and PMA -> a query
-tower -> ONNX export -> eval, then the exported folder is loaded by the engine's own Encoder. About a minute on 2 cores.
+tower -> a code tower tuned against it -> ONNX export -> eval, then the exported folder is loaded by the engine's own Encoder. About a minute on 2 cores.
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def test_all_stages_write_their_outputs(chain):
     run = root / "run"
     for rel in ("data/stats.json", "data/pairs-train.jsonl", "data/pairs-valid.jsonl", "tokenizer/tokenizer.json",
                 "pretrain/final/config.json", "contrastive/final/encoder.json", "query/codes.npy",
-                "query/final/encoder.json", "model/model.onnx", "model/query.onnx",
+                "query/final/encoder.json", "code/queries.npy", "code/final/encoder.json",
+                "code/requery/codes.npy", "code/requery/final/encoder.json", "code/round-2/queries.npy",
+                "code/round-2/final/encoder.json", "code/round-2/requery/final/encoder.json", "model/model.onnx", "model/query.onnx",
                 "model/tokenizer.json", "model/codesearch.json", "model/MODEL_CARD.md", "eval/exported.valid.json"):
         assert (run / rel).is_file(), rel
     assert seconds < 240  # about 60 s alone on 2 cores; the bound leaves room for a busy machine
@@ -76,6 +78,11 @@ def test_training_losses_go_down(chain):
     assert encoder["pooling"] == "pma" and encoder["dimension"] == 64
     query = read_log(run / "query" / "log.jsonl")
     assert len(query) == 2 and query[-1] < query[0]  # the query tower learns to find its codes among all
+    code = read_log(run / "code" / "log.jsonl")
+    assert len(code) == 2 and code[-1] < code[0]  # the code tower learns to find its queries among all
+    assert len(read_log(run / "code" / "requery" / "log.jsonl")) == 1  # then the query tower once more
+    assert len(read_log(run / "code" / "round-2" / "log.jsonl")) == 2  # and a second round of both
+    assert len(read_log(run / "code" / "round-2" / "requery" / "log.jsonl")) == 1
 
 
 def test_the_engine_loads_the_exported_model(chain):
@@ -92,17 +99,23 @@ def test_the_engine_loads_the_exported_model(chain):
     encoder = Encoder(folder, device="cpu")
     query = encoder.embed_query("compute the area of a circle")
     assert query.shape == (64,) and np.linalg.norm(query) == pytest.approx(1.0, abs=1e-4)
-    # queries go through the query tower, code through the contrastive encoder
+    # queries go through the query tower as tuned last (against the code stage's last tower), code
+    # through the code stage's last tower (not the contrastive encoder)
     assert folder.query_model == "query.onnx"
-    towers = [TrainerEncoder.load(chain[0] / "run" / stage / "final").eval() for stage in ("query", "contrastive")]
+    towers = [TrainerEncoder.load(chain[0] / "run" / stage / "final").eval()
+              for stage in ("code/round-2/requery", "code/round-2", "contrastive")]
     tok = load_tokenizer(folder.path / "tokenizer.json")
-    ids, mask = tokenize_batch(tok, ["compute the area of a circle"], "query: ", 128, 0)
+    area = "def area(r):\n    return 3.14 * r * r"
     with torch.no_grad():
-        by_query_tower, by_code_tower = (t(ids, mask)[0].numpy() for t in towers)
+        by_query_tower, by_code_tower, _ = (t(*tokenize_batch(tok, ["compute the area of a circle"], "query: ", 128, 0))[0]
+                                            .numpy() for t in towers)
+        _, code_side, contrastive_side = (t(*tokenize_batch(tok, [area], "", 128, 0))[0].numpy() for t in towers)
     np.testing.assert_allclose(query, by_query_tower, atol=1e-4)
     assert not np.allclose(query, by_code_tower, atol=1e-3)
-    (code,) = encoder.embed_texts(["def area(r):\n    return 3.14 * r * r"], kind="code")
+    (code,) = encoder.embed_texts([area], kind="code")
     assert code.shape == (1, 64) and np.linalg.norm(code[0]) == pytest.approx(1.0, abs=1e-4)
+    np.testing.assert_allclose(code[0], code_side, atol=1e-4)
+    assert not np.allclose(code[0], contrastive_side, atol=1e-3)
 
 
 def test_the_engine_indexes_and_queries_a_repo_with_the_exported_model(chain, tmp_path):
@@ -129,13 +142,20 @@ def test_a_second_run_skips_finished_stages_and_resumes_training(chain, capsys):
     assert main([a for a in tiny_argv("all", root) if a != "--quiet"]) == 0
     assert time.perf_counter() - started < 30
     err = capsys.readouterr().err
-    for stage in ("data", "tokenizer", "pretrain", "contrastive", "query", "export", "eval"):
+    for stage in ("data", "tokenizer", "pretrain", "contrastive", "query", "code", "export", "eval"):
         assert f"{stage}: done" in err
     # Without its final folder, contrastive resumes from its last checkpoint (step 40 of 40): no new steps.
     shutil.rmtree(run / "contrastive" / "final")
     assert main(tiny_argv("contrastive", root)) == 0
     assert (run / "contrastive" / "final" / "encoder.json").is_file()
     assert len(read_log(run / "contrastive" / "log.jsonl")) == log_lines
+    # Without the last query tower, the code stage redoes that alone: the towers before it stay as they were.
+    last = run / "code" / "round-2"
+    kept = {p: p.stat().st_mtime_ns for p in (run / "code").rglob("encoder.json") if p.parent != last / "requery" / "final"}
+    shutil.rmtree(last / "requery" / "final")
+    assert main(tiny_argv("code", root)) == 0
+    assert (last / "requery" / "final" / "encoder.json").is_file() and len(kept) == 3
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in kept.items())
 
 
 @pytest.mark.parametrize("start, base", [("model", "the exported model"), ("contrastive/final", "the trained encoder")])
@@ -181,6 +201,10 @@ BAD_RECIPE = 'name = "bad"\n[data]\nsources = ["src/*"]\nbogus = 1\n'
         (["data", "--recipe", str(TINY), "--set", "eval.sets=[\"cosqa\", \"nope\"]"], "unknown sets ['nope']"),
         (["data", "--recipe", str(TINY), "--set", "contrastive.lr=\"fast\""], "[contrastive]: lr must be of type float"),
         (["data", "--recipe", str(TINY), "--set", "pretrain.precision=fp16"], "[pretrain] precision must be auto, bf16, fp32"),
+        (["data", "--recipe", str(TINY), "--set", "query.max_steps=0"], "[code] tunes the code tower against the query tower"),
+        (["data", "--recipe", str(TINY), "--set", "query.requery_steps=5"], "the turns of the two towers are [code]'s"),
+        (["data", "--recipe", str(TINY), "--set", "code.requery_steps=0"], "[code] rounds must be 1, or more with"),
+        (["code", "--recipe", str(TINY), "--set", 'run_dir="{root}/r"'], "run the contrastive stage"),
         (["contrastive", "--recipe", str(TINY), "--set", 'run_dir="{root}/empty"'], "run the tokenizer stage first"),
         (["data", "--recipe", str(TINY), "--set", 'tokenizer.base="{root}"', "--set", 'tokenizer.from_model="{root}"'],
          "base and from_model are two starts"),
@@ -236,8 +260,8 @@ def test_an_average_of_two_models_exports_with_zero_steps(chain, tmp_path, capsy
 
     root = chain[0]
     first, second = root / "run" / "model", tmp_path / "shifted"  # the exported model, and it + 0.1
-    trained = Encoder.load(root / "run" / "contrastive" / "final")
-    shifted = Encoder.load(root / "run" / "contrastive" / "final")
+    trained = Encoder.load(root / "run" / "code" / "round-2" / "final")  # the exported code tower
+    shifted = Encoder.load(root / "run" / "code" / "round-2" / "final")
     with torch.no_grad():
         for p in shifted.parameters():
             p.add_(0.1)
@@ -249,7 +273,7 @@ def test_an_average_of_two_models_exports_with_zero_steps(chain, tmp_path, capsy
     run = tmp_path / "run"
     argv = tiny_argv("export", root, "--set", f'run_dir="{run}"', "--set", f'tokenizer.from_model="{tmp_path / "mix"}"',
                      "--set", "contrastive.max_steps=0")
-    for stage in ("data", "tokenizer", "contrastive", "query", "export"):
+    for stage in ("data", "tokenizer", "contrastive", "query", "code", "export"):
         argv[0] = stage
         assert main(argv) == 0
     assert (run / "model" / "model.onnx").is_file() and not (run / "contrastive" / "log.jsonl").read_text()
@@ -265,9 +289,9 @@ def test_the_query_stage_reuses_its_code_vectors_only_with_the_same_tower_and_se
     from codesearch.errors import CodesearchError
     from trainer.jsonl import read_jsonl
     from trainer.model import Encoder, tokenize_batch
-    from trainer.query_tower import code_vectors, pair_codes
     from trainer.recipe import Recipe
     from trainer.tokenizer import load_tokenizer
+    from trainer.towers import code_vectors, pair_codes
 
     run = chain[0] / "run"
     final = run / "contrastive" / "final"
@@ -279,5 +303,35 @@ def test_the_query_stage_reuses_its_code_vectors_only_with_the_same_tower_and_se
     with torch.no_grad():
         np.testing.assert_allclose(written[:3], tower(ids, mask).numpy(), atol=0.02)  # pair i's code, row i
     np.testing.assert_array_equal(code_vectors(tower, final, tok, pairs, cfg, run / "query", "").numpy(), written)
-    with pytest.raises(CodesearchError, match=r"another code tower or settings \(changed: docstring_share\)"):
+    with pytest.raises(CodesearchError, match=r"another tower or settings \(changed: docstring_share\)"):
         code_vectors(tower, final, tok, pairs, dataclasses.replace(cfg, docstring_share=0.0), run / "query", "")
+
+
+def test_the_code_stage_embeds_each_query_once_with_the_frozen_query_tower(chain):
+    import dataclasses
+
+    import torch
+
+    from codesearch.errors import CodesearchError
+    from trainer.jsonl import read_jsonl
+    from trainer.model import Encoder, tokenize_batch
+    from trainer.recipe import Recipe
+    from trainer.tokenizer import load_tokenizer
+    from trainer.towers import pair_queries, query_vectors
+
+    run = chain[0] / "run"
+    final = run / "query" / "final"
+    tower, tok = Encoder.load(final).eval(), load_tokenizer(final / "tokenizer.json")
+    pairs, cfg = read_jsonl(run / "data" / "pairs-train.jsonl"), Recipe.load(TINY).code
+    texts = pair_queries(pairs, cfg)
+    assert any(t != p["query"] for t, p in zip(texts, pairs)) and any(t == p["query"] for t, p in zip(texts, pairs))
+    written = np.load(run / "code" / "queries.npy")
+    assert written.shape == (len(pairs), 64)
+    ids, mask = tokenize_batch(tok, texts[:3], "query: ", cfg.query_max_length, 0)
+    with torch.no_grad():
+        np.testing.assert_allclose(written[:3], tower(ids, mask).numpy(), atol=0.02)  # pair i's query, row i
+    np.testing.assert_array_equal(query_vectors(tower, final, tok, pairs, cfg, run / "code", "query: ").numpy(), written)
+    with pytest.raises(CodesearchError, match=r"another tower or settings \(changed: search_style\)"):
+        query_vectors(tower, final, tok, pairs, dataclasses.replace(cfg, search_style=0.0), run / "code", "query: ")
+    with pytest.raises(CodesearchError, match=r"\(changed: tower\)"):
+        query_vectors(tower, run / "contrastive" / "final", tok, pairs, cfg, run / "code", "query: ")

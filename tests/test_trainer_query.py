@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.query_tower import corpus_info_nce
+from trainer.towers import corpus_info_nce
 
 
 def test_corpus_info_nce_scores_each_query_against_every_code():

@@ -5,8 +5,8 @@
     python -m trainer eval --bench ../shared/bench --out bm25.json   # BM25 alone on cosqa, ojclone
     python -m trainer eval --bench ../shared/bench --model models/x  # any model folder
 
-`all` runs data, tokenizer, pretrain, contrastive, query (when [query] max_steps > 0), export and eval, so that eval measures the model
-as shipped. Exit 0 when the stage finished, 2 on an error (one line on stderr; --debug for the traceback).
+`all` runs data, tokenizer, pretrain, contrastive, query and code (each when its max_steps > 0),
+export and eval, so that eval measures the model as shipped. Exit 0 when the stage finished, 2 on an error (one line on stderr; --debug for the traceback).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from codesearch.errors import CodesearchError
 
-STAGE_NAMES = ("data", "tokenizer", "pretrain", "contrastive", "query", "eval", "export", "all")
+STAGE_NAMES = ("data", "tokenizer", "pretrain", "contrastive", "query", "code", "eval", "export", "all")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -85,6 +85,8 @@ def run(args: argparse.Namespace) -> None:
             stages.run_contrastive(recipe, log, progress)
         elif stage == "query":
             stages.run_query(recipe, log, progress)
+        elif stage == "code":
+            stages.run_code(recipe, log, progress)
         elif stage == "export":
             stages.run_export(recipe, log)
         elif stage == "eval":

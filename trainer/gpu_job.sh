@@ -12,8 +12,8 @@
 #
 #   MINUTES=8 bash trainer/gpu_job.sh
 #
-# MINUTES bounds the contrastive training loop (contrastive.max_minutes); the query tower ([query]
-# max_steps) and export add a few minutes. Further
+# MINUTES bounds the contrastive training loop (contrastive.max_minutes); the query and code towers ([query],
+# [code] max_steps) and export add a few minutes. Further
 # `--set` overrides for the stage can follow as arguments. Back here: python -m trainer eval --model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +38,7 @@ args=(--recipe "$RECIPE" --set "run_dir=\"$RUN\"" --set "tokenizer.from_model=\"
 $PY -m trainer tokenizer "${args[@]}"
 $PY -m trainer contrastive "${args[@]}"
 $PY -m trainer query "${args[@]}"
+$PY -m trainer code "${args[@]}"
 $PY -m trainer export "${args[@]}" --set "export.out_dir=\"$OUT/model\""
 cp "$RUN/contrastive/summary.json" "$RUN/contrastive/log.jsonl" "$OUT/"
 echo "done: $OUT/model"

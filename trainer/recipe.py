@@ -5,7 +5,8 @@
     [tokenizer]   base (a Hugging Face model folder) or vocab_size -> TokenizerConfig
     [pretrain]    steps, batch, lr, ... and BaseConfig fields      -> PretrainConfig + BaseConfig
     [contrastive] ContrastiveConfig and EncoderConfig fields       -> ContrastiveConfig + EncoderConfig
-    [query]       the query tower (max_steps 0: none)              -> QueryConfig
+    [query]       the query tower (max_steps 0: none)              -> TowerConfig
+    [code]        the code tower tuned against it (0: none)        -> TowerConfig
     [eval]        sets, bench_dir                                  -> EvalConfig
     [export]      model_id, max_length, quantize, out_dir          -> ExportConfig
 
@@ -96,7 +97,7 @@ class ExportConfig:
     card: str = ""  # extra text for MODEL_CARD.md
 
 
-SECTIONS = ("data", "tokenizer", "pretrain", "contrastive", "query", "eval", "export")
+SECTIONS = ("data", "tokenizer", "pretrain", "contrastive", "query", "code", "eval", "export")
 TOP_LEVEL = ("name", "run_dir") + SECTIONS
 
 
@@ -110,7 +111,8 @@ class Recipe:
     model: Any  # trainer.model.BaseConfig, from [pretrain]
     contrastive: Any  # trainer.contrastive.ContrastiveConfig, from [contrastive]
     encoder: Any  # trainer.model.EncoderConfig, from [contrastive]
-    query: Any  # trainer.query_tower.QueryConfig, from [query]
+    query: Any  # trainer.towers.TowerConfig, from [query]
+    code: Any  # trainer.towers.TowerConfig, from [code]
     eval: EvalConfig
     export: ExportConfig
     source: str = ""  # where it was read from, for messages
@@ -158,7 +160,7 @@ class Recipe:
     def from_dict(cls, raw: dict[str, Any], *, source: str = "<dict>", recipe_dir: Path | None = None) -> "Recipe":
         from trainer.contrastive import ContrastiveConfig
         from trainer.model import PRECISIONS, BaseConfig, EncoderConfig
-        from trainer.query_tower import QueryConfig
+        from trainer.towers import TowerConfig
 
         where = f"recipe {source}"
         _check_keys(raw, TOP_LEVEL, where)
@@ -185,8 +187,16 @@ class Recipe:
             raw.get("contrastive", {}), (ContrastiveConfig, EncoderConfig), f"{where} [contrastive]"
         )
         contrastive.lora_targets = tuple(contrastive.lora_targets)
-        query = _build(QueryConfig, raw.get("query", {}), f"{where} [query]")
-        for section, stage in (("pretrain", pretrain), ("contrastive", contrastive), ("query", query)):
+        query = _build(TowerConfig, raw.get("query", {}), f"{where} [query]")
+        code = _build(TowerConfig, raw.get("code", {}), f"{where} [code]")
+        if query.requery_steps or query.rounds != 1:
+            raise CodesearchError(f"{where}: [query] requery_steps and rounds: the turns of the two towers are [code]'s")
+        if code.rounds < 1 or (code.rounds > 1 and code.requery_steps <= 0):
+            raise CodesearchError(f"{where}: [code] rounds must be 1, or more with requery_steps > 0 (the towers take turns)")
+        if code.max_steps > 0 and query.max_steps <= 0:
+            raise CodesearchError(f"{where}: [code] tunes the code tower against the query tower: "
+                                  "it needs [query] max_steps > 0")
+        for section, stage in (("pretrain", pretrain), ("contrastive", contrastive), ("query", query), ("code", code)):
             if stage.precision not in PRECISIONS:
                 raise CodesearchError(f"{where}: [{section}] precision must be {', '.join(PRECISIONS)}")
         data = _build(DataConfig, raw.get("data", {}), f"{where} [data]")
@@ -220,6 +230,7 @@ class Recipe:
             contrastive=contrastive,
             encoder=encoder,
             query=query,
+            code=code,
             eval=evaluation,
             export=export,
             source=source,

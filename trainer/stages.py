@@ -5,6 +5,9 @@
     runs/<name>/pretrain/      tokens.npy, checkpoint.pt, log.jsonl, final/ (Hugging Face folder)
     runs/<name>/contrastive/   checkpoint/, log.jsonl, final/ (trainer Encoder)
     runs/<name>/query/         codes.npy, checkpoint/, log.jsonl, final/ (the query tower, if [query] max_steps)
+    runs/<name>/code/          queries.npy, checkpoint/, log.jsonl, final/ (the code tower, if [code] max_steps),
+                               requery/ (the query tower tuned again, if [code] requery_steps),
+                               round-N/ (the same for round N, if [code] rounds > 1)
     runs/<name>/model/         the exported model folder (or [export] out_dir)
     runs/<name>/eval/          <model>.<sets>.json: model, BM25 and hybrid figures per set
 
@@ -24,7 +27,7 @@ from trainer.jsonl import read_jsonl, write_json
 from trainer.recipe import Recipe
 
 Log = Callable[[str], None]
-STAGES = ("data", "tokenizer", "pretrain", "contrastive", "query", "export", "eval")
+STAGES = ("data", "tokenizer", "pretrain", "contrastive", "query", "code", "export", "eval")
 
 
 # Settings whose change makes a run folder's finished stages stale (step counts may grow: runs resume).
@@ -149,7 +152,7 @@ def run_contrastive(recipe: Recipe, log: Log, progress: bool) -> dict | None:
 
 
 def run_query(recipe: Recipe, log: Log, progress: bool) -> dict | None:
-    """The query tower (trainer.query_tower), tuned against the contrastive stage's encoder as the code tower."""
+    """The query tower (trainer.towers), tuned against the contrastive stage's encoder as the code tower."""
     if recipe.query.max_steps <= 0:
         log("query: skipped ([query] max_steps is 0: model.onnx embeds queries too)")
         return None
@@ -158,7 +161,7 @@ def run_query(recipe: Recipe, log: Log, progress: bool) -> dict | None:
         log(f"query: done ({out / 'final'})")
         return None
     from trainer.model import Encoder
-    from trainer.query_tower import code_vectors, train_query_tower
+    from trainer.towers import code_vectors, train_query_tower
     from trainer.tokenizer import load_tokenizer
 
     final = recipe.stage_dir("contrastive") / "final"
@@ -177,14 +180,98 @@ def run_query(recipe: Recipe, log: Log, progress: bool) -> dict | None:
     return summary
 
 
-def query_tower_folder(recipe: Recipe, required: bool = True) -> Path | None:
-    """The run's trained query tower when the recipe asks for one (an error if `required` and missing)."""
-    final = recipe.stage_dir("query") / "final"
-    if recipe.query.max_steps <= 0 or (not required and not (final / "encoder.json").is_file()):
+def run_code(recipe: Recipe, log: Log, progress: bool) -> dict | None:
+    """The code tower (trainer.towers): the contrastive encoder tuned against the query tower's
+    vectors; then, with `[code] requery_steps`, the query tower tuned again against the new code
+    tower's vectors (requery/). With `rounds` > 1 the two take turns again, each round going on from
+    the last one's towers (code/round-N/)."""
+    if recipe.code.max_steps <= 0:
+        log("code: skipped ([code] max_steps is 0: model.onnx is the contrastive encoder)")
         return None
+    last = round_dir(recipe, recipe.code.rounds)
+    if (last / "final" / "encoder.json").is_file() and (
+            recipe.code.requery_steps <= 0 or (last / "requery" / "final" / "encoder.json").is_file()):
+        log(f"code: done ({last / 'final'})")
+        return None
+    from trainer.model import Encoder
+    from trainer.tokenizer import load_tokenizer
+    from trainer.towers import code_vectors, query_vectors, train_code_tower, train_query_tower
+
+    code_tower, query_tower = (recipe.stage_dir(stage) / "final" for stage in ("contrastive", "query"))
+    for final, stage in ((code_tower, "contrastive"), (query_tower, "query")):
+        if not (final / "encoder.json").is_file():
+            raise CodesearchError(f"{final} missing (run the {stage} stage)")
+    tok = load_tokenizer(_tokenizer_file(recipe))
+    pairs = read_jsonl(_data_file(recipe, "pairs-train.jsonl"))
+    summary = None
+    for n in range(1, recipe.code.rounds + 1):
+        out = round_dir(recipe, n)
+        step = f"code (round {n} of {recipe.code.rounds})" if recipe.code.rounds > 1 else "code"
+        if not (out / "final" / "encoder.json").is_file():
+            queries = query_vectors(Encoder.load(query_tower), query_tower, tok, pairs, recipe.code, out,
+                                    recipe.contrastive.query_prefix, progress=progress, log=log)
+            log(f"{step}: {len(pairs)} codes against all {len(pairs)} queries, {recipe.code.max_steps} steps")
+            summary = train_code_tower(Encoder.load(code_tower), queries, tok, pairs, recipe.code, out,
+                                       code_prefix=recipe.contrastive.code_prefix, progress=progress)
+            write_json(out / "summary.json", summary)
+            log(f"{step}: loss {summary['first_loss']} -> {summary['last_loss']}")
+        code_tower = out / "final"
+        if recipe.code.requery_steps <= 0:
+            continue
+        requery = out / "requery"
+        if not (requery / "final" / "encoder.json").is_file():
+            cfg = requery_config(recipe)
+            codes = code_vectors(Encoder.load(code_tower), code_tower, tok, pairs, cfg, requery,
+                                 recipe.contrastive.code_prefix, progress=progress, log=log)
+            log(f"{step}: the query tower again, against the new code vectors, {cfg.max_steps} steps")
+            summary = train_query_tower(Encoder.load(query_tower), codes, tok, pairs, cfg, requery,
+                                        query_prefix=recipe.contrastive.query_prefix, progress=progress)
+            write_json(requery / "summary.json", summary)
+            log(f"{step}: requery loss {summary['first_loss']} -> {summary['last_loss']}")
+        query_tower = requery / "final"
+    return summary
+
+
+def round_dir(recipe: Recipe, n: int) -> Path:
+    """Round n's folder of the code stage: code/ for the first, code/round-N/ for the others."""
+    out = recipe.stage_dir("code")
+    return out if n == 1 else out / f"round-{n}"
+
+
+def requery_config(recipe: Recipe):
+    """The query tower's second tuning: [query]'s settings with [code]'s steps, rate and warmup."""
+    return dataclasses.replace(recipe.query, max_steps=recipe.code.requery_steps, lr=recipe.code.lr,
+                               warmup_steps=recipe.code.warmup_steps)
+
+
+def code_tower_folder(recipe: Recipe, required: bool = True) -> Path:
+    """The encoder that embeds code (model.onnx): the code stage's when the recipe has one, else the
+    contrastive stage's. Missing, it is an error if `required`, else the contrastive stage's is used."""
+    stage = "code" if recipe.code.max_steps > 0 else "contrastive"
+    final = (round_dir(recipe, recipe.code.rounds) if stage == "code" else recipe.stage_dir(stage)) / "final"
+    if not required and not (final / "encoder.json").is_file():
+        stage, final = "contrastive", recipe.stage_dir("contrastive") / "final"
     if not (final / "encoder.json").is_file():
-        raise CodesearchError(f"[query] max_steps is {recipe.query.max_steps} but {final} is missing (run the query stage)")
+        raise CodesearchError(f"{final} missing (run the {stage} stage)")
     return final
+
+
+def query_tower_folder(recipe: Recipe, required: bool = True) -> Path | None:
+    """The query tower that ships (query.onnx), when the recipe asks for one: the code stage's second
+    tuning of it if there is one, else the query stage's. Missing, it is an error if `required`, else
+    the query stage's is used (and None if that is missing too)."""
+    if recipe.query.max_steps <= 0:
+        return None
+    final, stage = recipe.stage_dir("query") / "final", "query"
+    if recipe.code.max_steps > 0 and recipe.code.requery_steps > 0:
+        requery = round_dir(recipe, recipe.code.rounds) / "requery" / "final"
+        if required or (requery / "encoder.json").is_file():
+            final, stage = requery, "code"
+    if (final / "encoder.json").is_file():
+        return final
+    if required:
+        raise CodesearchError(f"{final} is missing (run the {stage} stage)")
+    return None
 
 
 def run_export(recipe: Recipe, log: Log) -> Path:
@@ -195,9 +282,7 @@ def run_export(recipe: Recipe, log: Log) -> Path:
     from trainer.export import export_onnx
     from trainer.model import Encoder
 
-    final = recipe.stage_dir("contrastive") / "final"
-    if not (final / "encoder.json").is_file():
-        raise CodesearchError(f"nothing to export: {final} missing (run the contrastive stage)")
+    final = code_tower_folder(recipe)
     query_tower = query_tower_folder(recipe)
     export_onnx(
         Encoder.load(final),
@@ -238,7 +323,7 @@ def run_eval(recipe: Recipe | None, bench_dir: Path | None, log: Log, *, model: 
         from trainer.model import Encoder
         from trainer.tokenizer import load_tokenizer
 
-        encoder = Encoder.load(recipe.stage_dir("contrastive") / "final")
+        encoder = Encoder.load(code_tower_folder(recipe, required=False))
         query_tower = query_tower_folder(recipe, required=False)
         embedder = torch_embedder(encoder, load_tokenizer(_tokenizer_file(recipe)),
                                   query_encoder=Encoder.load(query_tower) if query_tower is not None else None,
@@ -324,10 +409,13 @@ def model_card(recipe: Recipe) -> str:
         lines += ["", f"Data: {stats['pairs']['train']} training and {stats['pairs']['valid']} validation pairs "
                       f"from {len(stats['repositories'])} repositories; languages {stats['languages']['train']}; "
                       f"decontamination against the benchmarks: {stats['decontamination']}."]
-    for stage in ("pretrain", "contrastive", "query"):
-        summary = recipe.stage_dir(stage) / "summary.json"
+    rounds = [round_dir(recipe, n) for n in range(1, max(1, recipe.code.rounds) + 1)]
+    folders = [recipe.stage_dir(s) for s in ("pretrain", "contrastive", "query")]
+    for folder in folders + [f for out in rounds for f in (out, out / "requery")]:
+        summary = folder / "summary.json"
         if summary.is_file():
-            lines += ["", f"{stage}: {json.dumps(json.loads(summary.read_text(encoding='utf-8')))}"]
+            label = folder.relative_to(recipe.run_dir).as_posix()
+            lines += ["", f"{label}: {json.dumps(json.loads(summary.read_text(encoding='utf-8')))}"]
     if recipe.export.card:
         lines += ["", recipe.export.card]
     return "\n".join(lines) + "\n"
