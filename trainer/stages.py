@@ -409,7 +409,7 @@ def model_card(recipe: Recipe) -> str:
         lines += ["", f"Data: {stats['pairs']['train']} training and {stats['pairs']['valid']} validation pairs "
                       f"from {len(stats['repositories'])} repositories; languages {stats['languages']['train']}; "
                       f"decontamination against the benchmarks: {stats['decontamination']}."]
-    rounds = [round_dir(recipe, n) for n in range(1, max(1, recipe.code.rounds) + 1)]
+    rounds = [round_dir(recipe, n) for n in range(1, recipe.code.rounds + 1)]
     folders = [recipe.stage_dir(s) for s in ("pretrain", "contrastive", "query")]
     for folder in folders + [f for out in rounds for f in (out, out / "requery")]:
         summary = folder / "summary.json"
