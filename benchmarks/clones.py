@@ -177,7 +177,7 @@ def bench_ojclone(model: Path, path: Path) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     encoder = Encoder(ModelFolder.read(model))
     started = time.perf_counter()
-    windows = encoder.embed_texts([r["code"] for r in rows], kind="code")
+    windows = encoder.embed_texts([r["code"] for r in rows], kind="code", languages=["c"] * len(rows))  # OJClone is C
     seconds = time.perf_counter() - started
     flat = np.concatenate(windows)
     owner = np.concatenate([np.full(len(w), i) for i, w in enumerate(windows)])

@@ -96,24 +96,26 @@ def bench_chunking(repo: Path) -> list[str]:
     return texts
 
 
-def sample_functions(repo: Path, size: int) -> list[str]:
-    """`size` functions and methods of `repo` (no classes), picked at random with a fixed seed."""
-    codes = []
+def sample_functions(repo: Path, size: int) -> tuple[list[str], list[str]]:
+    """`size` functions and methods of `repo` (no classes), picked at random with a fixed seed, and
+    their languages."""
+    codes: list[tuple[str, str]] = []
     for file in walk(repo).files:
         try:
             text, _ = read_source(file)
         except SkipFile:
             continue
-        codes.extend(c.code for c in chunk_text(text, file.language, file.path).chunks if c.kind != "class")
+        codes.extend((c.code, c.language) for c in chunk_text(text, file.language, file.path).chunks if c.kind != "class")
     rng = np.random.default_rng(0)
-    return [codes[i] for i in rng.choice(len(codes), size=min(size, len(codes)), replace=False)]
+    picked = [codes[i] for i in rng.choice(len(codes), size=min(size, len(codes)), replace=False)]
+    return [code for code, _ in picked], [language for _, language in picked]
 
 
 def bench_embedding(encoder: Encoder, repo: Path, sample: int) -> None:
-    picked = sample_functions(repo, sample)
+    picked, languages = sample_functions(repo, sample)
     lengths = sorted(len(ids) for ids in encoder.tokenize(picked, encoder.folder.code_prefix))
     started = time.perf_counter()
-    encoder.embed_texts(picked, kind="code")
+    encoder.embed_texts(picked, kind="code", languages=languages)
     seconds = time.perf_counter() - started
     print(f"embedding: {len(picked)} functions (median {lengths[len(lengths) // 2]} tokens) in {seconds:.1f}s: "
           f"{len(picked) / seconds:.0f} functions/s on {encoder.providers[0]}")

@@ -60,7 +60,7 @@ def main() -> None:
     shipped = default_model_path()
     if shipped is None:
         sys.exit("no shipped model: its tokenizer is the one every shape uses")
-    codes = sample_functions(Path(args.repo), args.sample)
+    codes, languages = sample_functions(Path(args.repo), args.sample)
     work = Path(tempfile.mkdtemp(prefix="codesearch-shapes-"))
     try:
         runs = [("shipped", shipped, None)]
@@ -74,9 +74,9 @@ def main() -> None:
             if lengths is None:
                 lengths = sorted(len(i) for i in encoder.tokenize(codes, encoder.folder.code_prefix))
                 print(f"sample: {len(codes)} functions of {args.repo}, median {lengths[len(lengths) // 2]} tokens")
-            encoder.embed_texts(codes[:50], kind="code")  # warm up
+            encoder.embed_texts(codes[:50], kind="code", languages=languages[:50])  # warm up
             started = time.perf_counter()
-            encoder.embed_texts(codes, kind="code")
+            encoder.embed_texts(codes, kind="code", languages=languages)
             rate = len(codes) / (time.perf_counter() - started)
             size = sum(f.stat().st_size for f in Path(folder).iterdir() if f.is_file()) / 1e6
             extra = "" if parameters is None else f", {parameters / 1e6:.1f}M parameters besides the embeddings"

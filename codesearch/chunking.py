@@ -20,6 +20,7 @@ import re
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tree_sitter import Node, Parser, Point, Tree
@@ -27,7 +28,10 @@ from tree_sitter import Node, Parser, Point, Tree
 from codesearch.files import SkipFile
 from codesearch.languages import LANGUAGES, SPECS, LanguageSpec, grammar, language_for_path
 
-__all__ = ["LANGUAGES", "Chunk", "ChunkResult", "chunk_text", "code_without_docstring", "language_for_path"]
+__all__ = [
+    "LANGUAGES", "Chunk", "ChunkResult", "chunk_text", "code_without_docstring", "docstring_as_line",
+    "language_for_path", "rewrite_docstring",
+]
 
 # The CPU time a parse may take: PARSE_SECONDS plus PARSE_SECONDS_PER_MB for each megabyte of source.
 # Real code parses at 0.3-0.5 s/MB, the slowest real file measured (a C header) at 4.3 s/MB; garbage
@@ -138,26 +142,54 @@ def code_without_docstring(chunk: Chunk) -> str:
     """
     if chunk.language != "python":
         return chunk.code
-    code = chunk.code.replace("\r\n", "\n")  # textwrap.dedent sees "\r" as text, not indentation
-    dedented = textwrap.dedent(code)
+    return rewrite_docstring(chunk.code, lambda literal: "")
+
+
+def docstring_as_line(code: str, *, only_if_clean: bool = False) -> str:
+    """Python code whose docstring is one line of plain text, without its quotes, where it stood.
+
+    What a model folder with the "docstring-line" code view embeds (codesearch.model): models trained
+    on (first docstring sentence, function) pairs read a quoted docstring as the query itself, so a
+    docstring that does not repeat the query pulls the function away from it. Code without a
+    docstring comes back as it is; so does code that does not parse as Python when `only_if_clean`
+    (text whose language is not known).
+    """
+    return rewrite_docstring(code, lambda literal: " ".join(_docstring_text(literal).split()), only_if_clean)
+
+
+def _docstring_text(literal: str) -> str:
+    """What a string literal says: its text without the prefix and the quotes."""
+    match = re.fullmatch(r"[a-zA-Z]*(\"\"\"|'''|\"|')(.*)\1", literal, re.DOTALL)
+    return match.group(2) if match else literal
+
+
+def rewrite_docstring(code: str, replace: Callable[[str], str], only_if_clean: bool = False) -> str:
+    """`code` (one Python definition, maybe indented) with its docstring statement replaced by
+    `replace(literal)`, the string literal as written; a line left empty is dropped. Unchanged
+    without a docstring, and when `only_if_clean` and `code` does not parse as Python."""
+    text = code.replace("\r\n", "\n")  # textwrap.dedent sees "\r" as text, not indentation
+    dedented = textwrap.dedent(text)
     source = dedented.encode("utf-8", "surrogatepass")
     root = _parser("python").parse(source).root_node
+    if only_if_clean and root.has_error:
+        return code
     definition = next((c for c in root.named_children if c.type != "comment"), None)
     if definition is not None and definition.type == "decorated_definition":
         definition = definition.child_by_field_name("definition")
     statement = _python_docstring_node(definition) if definition is not None else None
     if statement is None:
-        return chunk.code
+        return code
+    replacement = replace(_text(source, statement.named_children[0]))
     # Map the statement's (row, column) in the dedented text back to the original lines.
-    lines, dedented_lines = code.split("\n"), dedented.split("\n")
+    lines, dedented_lines = text.split("\n"), dedented.split("\n")
     (row0, col0), (row1, col1) = _row_col(source, statement.start_byte), _row_col(source, statement.end_byte)
     before = lines[row0][: col0 + len(lines[row0]) - len(dedented_lines[row0])]
     after = lines[row1][col1 + len(lines[row1]) - len(dedented_lines[row1]) :]
     after = after.strip().removeprefix(";").strip()  # `def f(): """Doc."""; return 1`
-    joined = before.rstrip() + (" " + after if after else "")
+    joined = (before + replacement if replacement else before.rstrip()) + (" " + after if after else "")
     kept = [joined] if joined.strip() else []
     result = "\n".join(lines[:row0] + kept + lines[row1 + 1 :])
-    return result.replace("\n", "\r\n") if code != chunk.code else result
+    return result.replace("\n", "\r\n") if text != code else result
 
 
 # --- the walk -------------------------------------------------------------------------------

@@ -98,8 +98,9 @@ class EmbedActor:
         self.overlap = overlap
 
     def __call__(self, batch: dict) -> dict:
-        chunks = [SimpleNamespace(kind=kind, code=code) for kind, code in zip(batch["kind"], batch["code"])]
-        vectors = embed_chunks(self.encoder, self.overlap, chunks)  # duck-typed: kind and code are all it reads
+        chunks = [SimpleNamespace(kind=kind, code=code, language=language)
+                  for kind, code, language in zip(batch["kind"], batch["code"], batch["language"])]
+        vectors = embed_chunks(self.encoder, self.overlap, chunks)  # duck-typed: kind, code and language are all it reads
         return {
             "index": batch["index"],
             "windows": np.asarray([len(v) for v in vectors], dtype=np.int32),
@@ -154,7 +155,7 @@ def _embed_on_cluster(chunks: list[Chunk], options: dict, workers: int, device: 
     """Each chunk's window vectors, in order, from a pool of `workers` EmbedActors."""
     import ray.data
 
-    items = [{"index": i, "kind": c.kind, "code": c.code} for i, c in enumerate(chunks)]
+    items = [{"index": i, "kind": c.kind, "code": c.code, "language": c.language} for i, c in enumerate(chunks)]
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // _EMBED_BATCH + 1, 8 * workers)))
     gpus = 1 if device != "cpu" and _ray().cluster_resources().get("GPU", 0) >= 1 else 0
     ds = ds.map_batches(

@@ -303,7 +303,8 @@ def embed_chunks(encoder: Encoder, overlap: int, chunks: list[Chunk]) -> list[np
         if not group:
             continue
         vectors = encoder.embed_texts(
-            [chunks[i].code for i in group], kind="code", overlap=overlap, max_windows=1 if is_class else None
+            [chunks[i].code for i in group], kind="code", overlap=overlap, max_windows=1 if is_class else None,
+            languages=[chunks[i].language for i in group],
         )
         for i, windows in zip(group, vectors):
             out[i] = windows

@@ -7,11 +7,15 @@ A model is a folder that the trainer writes and the engine only reads:
                       pooling happens inside the graph. Right padding.
     tokenizer.json    a Hugging Face `tokenizers` file; its post-processor adds any special tokens.
     codesearch.json   {"format": 1, "model_id", "dimension", "max_length", "pooling",
-                       "query_prefix", "code_prefix", "pad_token_id", "hybrid_weight"[, "query_model"]}
+                       "query_prefix", "code_prefix", "pad_token_id", "hybrid_weight"[, "query_model"]
+                       [, "code_view"]}
     query.onnx        optional, named by "query_model": a query tower, the same interface as
                       model.onnx, that embeds natural-language queries into model.onnx's space
                       (an asymmetric dual encoder); without it model.onnx embeds queries too.
     MODEL_CARD.md     how it was made (not read by the engine).
+
+"code_view" names how code is shown to the model: "" as written; "docstring-line" with a Python
+docstring joined into one line of plain text without its quotes (`chunking.docstring_as_line`).
 
 Texts longer than `max_length` tokens are split into overlapping windows (`token_windows`), each
 embedded on its own; the caller decides how to aggregate them (the store keeps one row per window).
@@ -22,7 +26,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from codesearch.errors import CodesearchError
 
 CONTRACT_FILE = "codesearch.json"
 FORMAT_VERSION = 1
+CODE_VIEWS = ("", "docstring-line")
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class ModelFolder:
     hybrid_weight: float = 1.0
     # The file of the query tower ("" when model.onnx embeds queries too).
     query_model: str = ""
+    # How code is shown to the model: one of CODE_VIEWS.
+    code_view: str = ""
 
     @classmethod
     def read(cls, path: str | Path) -> "ModelFolder":
@@ -77,6 +84,7 @@ class ModelFolder:
                 pad_token_id=int(meta.get("pad_token_id", 0)),
                 hybrid_weight=float(meta.get("hybrid_weight", 1.0)),
                 query_model=_query_model(path, meta.get("query_model") or ""),
+                code_view=_code_view(meta.get("code_view") or ""),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CodesearchError(f"model {path}: bad {CONTRACT_FILE}: {exc}") from None
@@ -96,6 +104,8 @@ class ModelFolder:
         }
         if self.query_model:
             meta["query_model"] = self.query_model
+        if self.code_view:
+            meta["code_view"] = self.code_view
         (self.path / CONTRACT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
@@ -108,6 +118,26 @@ def _query_model(path: Path, name: object) -> str:
     if not (path / name).is_file():
         raise CodesearchError(f"not a codesearch model folder: {path} has no {name} (its query_model)")
     return name
+
+
+def _code_view(name: object) -> str:
+    """The contract's "code_view": one this codesearch knows."""
+    if name not in CODE_VIEWS:
+        known = ", ".join(repr(v) for v in CODE_VIEWS if v)
+        raise ValueError(f"code_view {name!r} is not one this codesearch knows ({known})")
+    return str(name)
+
+
+def code_as_seen(texts: list[str], view: str, languages: Sequence[str] | None = None) -> list[str]:
+    """Code as a model with `view` reads it. `languages` gives each text's language; without it, a
+    text that parses cleanly as Python is taken for Python."""
+    if view != "docstring-line":
+        return list(texts)
+    from codesearch.chunking import docstring_as_line
+
+    if languages is None:
+        return [docstring_as_line(t, only_if_clean=True) for t in texts]
+    return [docstring_as_line(t) if lang == "python" else t for t, lang in zip(texts, languages, strict=True)]
 
 
 def token_windows(ids: list[int], max_length: int, overlap: int) -> list[list[int]]:
@@ -227,10 +257,17 @@ class Encoder:
         return out
 
     def embed_texts(
-        self, texts: list[str], *, kind: str, overlap: int = 64, max_windows: int | None = None
+        self, texts: list[str], *, kind: str, overlap: int = 64, max_windows: int | None = None,
+        languages: Sequence[str] | None = None,
     ) -> list[np.ndarray]:
-        """Embed texts as "query" or "code": one [windows, dim] array per text (at most `max_windows`)."""
+        """Embed texts as "query" or "code": one [windows, dim] array per text (at most `max_windows`).
+
+        Code is shown to the model through the folder's code view; `languages`, each code's language,
+        spares guessing which texts are Python.
+        """
         prefix = self.folder.query_prefix if kind == "query" else self.folder.code_prefix
+        if kind == "code":
+            texts = code_as_seen(texts, self.folder.code_view, languages)
         windows_per_text = [
             token_windows(ids, self.folder.max_length, overlap)[:max_windows]
             for ids in self.tokenize(texts, prefix)

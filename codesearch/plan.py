@@ -62,7 +62,7 @@ class _Sample:
     files: int
     bytes: int
     seconds: float  # reading and chunking them
-    codes: tuple[tuple[str, bool], ...]  # (code, is a class) of the functions picked to embed
+    codes: tuple[tuple[str, bool, str], ...]  # (code, is a class, language) of the functions picked to embed
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,7 @@ def _chunk_sample(
     found: Counter = Counter()
     sampled_files: Counter = Counter()
     sampled_bytes: Counter = Counter()
-    codes: list[tuple[str, bool]] = []
+    codes: list[tuple[str, bool, str]] = []
     started = time.perf_counter()
     for file in picked:
         sampled_files[file.language] += 1
@@ -217,7 +217,7 @@ def _chunk_sample(
         except SkipFile:  # unreadable, binary, ... or a parse that ran out of time
             continue  # the indexer would skip it too: no functions
         found[file.language] += len(chunks)
-        codes.extend((c.code, c.kind == "class") for c in chunks)
+        codes.extend((c.code, c.kind == "class", c.language) for c in chunks)
     seconds = time.perf_counter() - started
     # A language left out of a small sample is scaled at the rate of all the sampled files.
     overall = sum(found.values()) / max(sum(sampled_bytes.values()), 1)
@@ -234,17 +234,18 @@ def _chunk_sample(
 
 
 def _embedding_speed(
-    encoder: Encoder, codes: tuple[tuple[str, bool], ...], settings: Settings
+    encoder: Encoder, codes: tuple[tuple[str, bool, str], ...], settings: Settings
 ) -> tuple[float, int]:
     """Functions embedded per second, and how many were timed; embedded as the indexer embeds them
     (a class by its first window only)."""
 
-    def embed(batch: tuple[tuple[str, bool], ...]) -> None:
+    def embed(batch: tuple[tuple[str, bool, str], ...]) -> None:
         for is_class in (False, True):
-            texts = [code for code, cls in batch if cls == is_class]
-            if texts:
+            picked = [(code, language) for code, cls, language in batch if cls == is_class]
+            if picked:
                 encoder.embed_texts(
-                    texts, kind="code", overlap=settings.window_overlap, max_windows=1 if is_class else None
+                    [code for code, _ in picked], kind="code", overlap=settings.window_overlap,
+                    max_windows=1 if is_class else None, languages=[language for _, language in picked],
                 )
 
     embed(codes[:WARM_UP])

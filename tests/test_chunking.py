@@ -15,6 +15,7 @@ from codesearch.chunking import (
     ChunkResult,
     chunk_text,
     code_without_docstring,
+    docstring_as_line,
     language_for_path,
 )
 
@@ -659,20 +660,23 @@ def test_content_hash_ignores_path_and_position():
     assert changed.content_hash != first.content_hash
 
 
+DOCUMENTED = (
+    "class Store:\n"
+    "    @cached\n"
+    "    def get(self, key):\n"
+    '        r"""Return the value stored under key.\n'
+    "\n"
+    "        Raises KeyError.\n"
+    '        """\n'
+    "        return self.items[key]\n"
+)
+
+
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
 def test_code_without_docstring_removes_the_python_docstring(newline: str):
-    source = (
-        "class Store:\n"
-        "    def get(self, key):\n"
-        '        """Return the value stored under key.\n'
-        "\n"
-        "        Raises KeyError.\n"
-        '        """\n'
-        "        return self.items[key]\n"
-    ).replace("\n", newline)
-    method = chunk_named(chunk_text(source, "python"), "Store.get")
+    method = chunk_named(chunk_text(DOCUMENTED.replace("\n", newline), "python"), "Store.get")
     assert method.docstring == "Return the value stored under key.\n\nRaises KeyError."
-    expected = "    def get(self, key):\n        return self.items[key]".replace("\n", newline)
+    expected = "    @cached\n    def get(self, key):\n        return self.items[key]".replace("\n", newline)
     assert code_without_docstring(method) == expected
 
 
@@ -683,6 +687,30 @@ def test_code_without_docstring_on_one_line_and_without_docstring():
     assert code_without_docstring(plain) == plain.code
     rust = chunk_named(chunk_text(CASES[8].source, "rust"), "parse")
     assert code_without_docstring(rust) == rust.code
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_docstring_as_line_joins_the_docstring_where_it_stood(newline: str):
+    method = chunk_named(chunk_text(DOCUMENTED.replace("\n", newline), "python"), "Store.get")
+    expected = (
+        "    @cached\n"
+        "    def get(self, key):\n"
+        "        Return the value stored under key. Raises KeyError.\n"
+        "        return self.items[key]"
+    ).replace("\n", newline)
+    assert docstring_as_line(method.code) == expected
+
+
+def test_docstring_as_line_on_classes_one_liners_and_code_without_docstring():
+    assert docstring_as_line("class A:\n    'A thing.'\n    x = 1") == "class A:\n    A thing.\n    x = 1"
+    assert docstring_as_line("def f(): '''Doc.'''; return 1") == "def f(): Doc. return 1"
+    assert docstring_as_line('def f():\n    """"""\n    return 1') == "def f():\n    return 1"
+    plain = "def g():\n    x = 'not a docstring'\n    return x"
+    assert docstring_as_line(plain) == plain
+    # A language not known: only text that parses as Python is rewritten.
+    js = "function f() {\n  'use strict';\n  return 1;\n}"
+    assert docstring_as_line(js, only_if_clean=True) == js
+    assert docstring_as_line('def f():\n    """Doc."""\n', only_if_clean=True) == "def f():\n    Doc.\n"
 
 
 @pytest.mark.parametrize(

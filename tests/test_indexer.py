@@ -1,14 +1,17 @@
 """Incremental indexing on a real repository copy, a real tiny model and a real LanceDB."""
 
 import dataclasses
+import json
 import os
 import shutil
 
 import numpy as np
 import pytest
 
+from codesearch.chunking import docstring_as_line
 from codesearch.errors import CodesearchError
 from codesearch.indexer import build_index
+from codesearch.model import Encoder, ModelFolder
 from codesearch.search import Index
 
 LANGS = {"python", "javascript", "typescript", "go", "java", "ruby", "php", "rust", "c", "cpp", "csharp"}
@@ -189,3 +192,20 @@ def test_update_files_builds_a_missing_index_in_full(repo, settings):
     assert report.files == 12 and report.files_changed == 12
     shutil.copytree(repo / "py", repo / "py2")
     assert update_files(repo, settings, ["py2"]).files_changed == 2  # a directory moved in is walked
+
+
+def test_a_model_with_a_code_view_indexes_python_docstrings_as_one_line(repo, settings, tiny_model, tmp_path):
+    folder = shutil.copytree(tiny_model, tmp_path / "viewed")
+    meta = json.loads((folder / "codesearch.json").read_text())
+    (folder / "codesearch.json").write_text(json.dumps({**meta, "model_id": "viewed", "code_view": "docstring-line"}))
+    viewed = dataclasses.replace(settings, model=str(folder))
+    build_index(repo, viewed)
+    index = Index.open(repo, viewed)
+    plain = Encoder(ModelFolder.read(tiny_model), threads=1)
+    for name, language in (("parse_json", "python"), ("Stack.Push", "go")):
+        (hit,) = [h for h in index.search(name.split(".")[-1], 20, mode="lexical") if h.name == name]
+        assert hit.language == language
+        shown = docstring_as_line(hit.code) if language == "python" else hit.code
+        assert (shown != hit.code) == (language == "python")  # parse_json has a docstring
+        np.testing.assert_allclose(index.store.vectors_of_chunk(hit.chunk_id)[0],
+                                   plain.embed_texts([shown], kind="code")[0][0], atol=1e-5)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codesearch.chunking import docstring_as_line
 from codesearch.errors import CodesearchError
 from codesearch.model import Encoder, ModelFolder, pad_batch, token_windows
 
@@ -160,3 +161,38 @@ def test_onnx_runtime_telemetry_stays_off(tiny_model, tmp_path):
         subprocess.run([sys.executable, "-c", probe, str(tiny_model / "model.onnx"), str(cache / "Microsoft")],
                        env=env, check=True, timeout=120)
         assert (cache / "Microsoft").exists()
+
+
+def _with_code_view(folder: Path, view: object = "docstring-line") -> Path:
+    meta = json.loads((folder / "codesearch.json").read_text())
+    (folder / "codesearch.json").write_text(json.dumps({**meta, "code_view": view}))
+    return folder
+
+
+def test_the_docstring_line_view_shows_python_docstrings_as_one_plain_line(tiny_model, tmp_path):
+    folder = ModelFolder.read(_with_code_view(shutil.copytree(tiny_model, tmp_path / "view")))
+    assert folder.code_view == "docstring-line"
+    viewed, plain = Encoder(folder, threads=1), Encoder(ModelFolder.read(tiny_model), threads=1)
+    python = 'def load(path):\n    """Read a JSON file.\n\n    Returns a dict.\n    """\n    return json.load(open(path))'
+    js = "function load(path) {\n  'use strict';\n  return JSON.parse(read(path));\n}"
+    as_line = docstring_as_line(python)
+    assert as_line == "def load(path):\n    Read a JSON file. Returns a dict.\n    return json.load(open(path))"
+
+    def same(a, b):
+        np.testing.assert_allclose(np.concatenate(a), np.concatenate(b), atol=1e-6)
+
+    same(viewed.embed_texts([python, js], kind="code", languages=["python", "javascript"]),
+         plain.embed_texts([as_line, js], kind="code"))
+    same(viewed.embed_texts([python, js], kind="code"), plain.embed_texts([as_line, js], kind="code"))  # guessed
+    same(viewed.embed_texts([python], kind="code", languages=["go"]), plain.embed_texts([python], kind="code"))
+    same(viewed.embed_texts([python], kind="query"), plain.embed_texts([python], kind="query"))  # code only
+    assert not np.allclose(plain.embed_texts([python], kind="code")[0], plain.embed_texts([as_line], kind="code")[0])
+    folder.write()
+    assert json.loads((folder.path / "codesearch.json").read_text())["code_view"] == "docstring-line"
+    assert "code_view" not in json.loads((tiny_model / "codesearch.json").read_text())
+
+
+def test_an_unknown_code_view_is_a_clear_error(tiny_model, tmp_path):
+    folder = _with_code_view(shutil.copytree(tiny_model, tmp_path / "view"), "summaries")
+    with pytest.raises(CodesearchError, match="bad codesearch.json: code_view 'summaries' is not one this codesearch"):
+        ModelFolder.read(folder)

@@ -201,6 +201,7 @@ BAD_RECIPE = 'name = "bad"\n[data]\nsources = ["src/*"]\nbogus = 1\n'
         (["data", "--recipe", str(TINY), "--set", "eval.sets=[\"cosqa\", \"nope\"]"], "unknown sets ['nope']"),
         (["data", "--recipe", str(TINY), "--set", "contrastive.lr=\"fast\""], "[contrastive]: lr must be of type float"),
         (["data", "--recipe", str(TINY), "--set", "pretrain.precision=fp16"], "[pretrain] precision must be auto, bf16, fp32"),
+        (["data", "--recipe", str(TINY), "--set", "export.code_view=summaries"], "[export] code_view must be one of"),
         (["data", "--recipe", str(TINY), "--set", "query.max_steps=0"], "[code] tunes the code tower against the query tower"),
         (["data", "--recipe", str(TINY), "--set", "query.requery_steps=5"], "the turns of the two towers are [code]'s"),
         (["data", "--recipe", str(TINY), "--set", "code.requery_steps=0"], "[code] rounds must be 1, or more with"),

@@ -14,12 +14,14 @@ from trainer.eval import (
     evaluate,
     fulltext_candidates,
     fused_metrics,
+    load_set,
     map_at_r,
     map_at_r_rankings,
     mrr_recall,
     onnx_embedder,
     rank_rows,
     similarity,
+    without_summary,
 )
 from trainer_sources import write_bench
 
@@ -108,8 +110,12 @@ def test_evaluate_bm25_and_an_embedder_on_a_fake_bench(tmp_path):
     assert set(results["ojclone"]["bm25"]) == {"map@r", "mrr"}
     assert "model" not in results["cosqa"]
 
-    def bag_of_words(texts: list[str], kind: str) -> list[np.ndarray]:
+    seen: dict[int, list] = {}
+
+    def bag_of_words(texts: list[str], kind: str, languages=None) -> list[np.ndarray]:
         """A stand-in model at the boundary: hashed word counts, one window per text."""
+        if kind == "code":
+            seen[len(seen)] = languages
         out = []
         for text in texts:
             v = np.zeros(64)
@@ -126,6 +132,8 @@ def test_evaluate_bm25_and_an_embedder_on_a_fake_bench(tmp_path):
         assert set(results[name]) == {"queries", "docs", "bm25", "fulltext", "model", "hybrid"} | clone
         assert all(0.0 <= v <= 1.0 for v in results[name]["model"].values())
     assert results["ojclone"]["queries"] == results["ojclone"]["docs"] == 4
+    # Each set's code comes with its language, for the model's code view: valid's own, CoSQA Python, OJClone C.
+    assert seen == {0: ["", ""], 1: ["python"] * results["cosqa"]["docs"], 2: ["c"] * 4}
 
 
 def test_centered_windows_give_the_engines_centered_cosine():
@@ -156,7 +164,7 @@ def test_evaluate_through_the_engine_encoder(tmp_path):
 def test_a_model_weaker_than_bm25_gets_a_lower_hybrid_weight():
     rng = np.random.default_rng(0)
 
-    def noise(texts, kind):  # a model that knows nothing
+    def noise(texts, kind, languages=None):  # a model that knows nothing
         return [v[None, :] / np.linalg.norm(v) for v in rng.normal(size=(len(texts), 16))]
 
     valid = [{"query": f"{verb} the {thing}", "code": f"def {verb}_{thing}(x):\n    return {verb}({thing}, x)"}
@@ -166,3 +174,15 @@ def test_a_model_weaker_than_bm25_gets_a_lower_hybrid_weight():
     assert results["valid"]["hybrid"]["mrr"] >= results["valid"]["bm25"]["mrr"] - 0.05
     fixed = evaluate(noise, ["valid"], None, valid_pairs=valid, hybrid_weight=1.0)
     assert fixed["hybrid_weight"] == 1.0
+
+
+def test_valid_docs_keeps_each_docstring_less_its_summary_paragraph():
+    full = 'def f(x):\n    r"""Scale x.\n    Twice.\n\n    Args:\n        x: a number.\n    """\n    return 2 * x'
+    assert without_summary(full) == 'def f(x):\n    r"""Args:\n        x: a number.\n    """\n    return 2 * x'
+    assert without_summary("def g():\n    'Only a summary.'\n    return 1") == "def g():\n    return 1"
+    pairs = [{"query": "Scale x.", "code": "def f(x):\n    return 2 * x", "code_full": full, "language": "python"},
+             {"query": "Stop.", "code": "func stop() {}", "language": "go"}]
+    valid, docs = load_set("valid", valid_pairs=pairs), load_set("valid-docs", valid_pairs=pairs)
+    assert valid.docs == [pairs[0]["code"], "func stop() {}"]
+    assert docs.docs == [without_summary(full), "func stop() {}"]
+    assert docs.queries == valid.queries and docs.relevant == valid.relevant and docs.languages == ["python", "go"]

@@ -85,3 +85,15 @@ def test_make_tiny_model_is_a_readable_model_folder(tmp_path):
     engine = EngineEncoder(folder, device="cpu")
     vectors = engine.embed_texts(["def f(x):\n    return x", "read a json file"], kind="code")
     assert [v.shape for v in vectors] == [(1, 48), (1, 48)]
+
+
+def test_the_code_view_is_written_and_changes_the_model_id(exported):
+    encoder, _, root, folder = exported
+    viewed = export_onnx(
+        encoder, root / "tokenizer.json", root / "viewed", model_id="t", max_length=48,
+        query_prefix="query: ", code_prefix="code: ", code_view="docstring-line",
+    )
+    assert (viewed.code_view, folder.code_view) == ("docstring-line", "")
+    assert (viewed.path / "model.onnx").read_bytes() == (folder.path / "model.onnx").read_bytes()
+    assert viewed.model_id != folder.model_id  # an index of code shown the other way is not reused
+    assert "- code view: docstring-line" in (viewed.path / "MODEL_CARD.md").read_text()

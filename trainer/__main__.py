@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe value, e.g. pretrain.steps=100 (VALUE is TOML; bare words are strings)")
     parser.add_argument("--model", type=Path, help="eval: a model folder to evaluate instead of the recipe's")
-    parser.add_argument("--sets", help="eval: comma-separated sets (valid, cosqa, ojclone)")
+    parser.add_argument("--sets", help="eval: comma-separated sets (valid, valid-docs, cosqa, ojclone)")
     parser.add_argument("--out", type=Path, help="eval: write the figures to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")

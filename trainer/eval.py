@@ -1,8 +1,10 @@
-"""Retrieval figures: the model, BM25, and the two fused as the engine fuses them, on three sets.
+"""Retrieval figures: the model, BM25, and the two fused as the engine fuses them, on four sets.
 
-    valid    held-out validation pairs: each query against every validation code     MRR, R@1/5/10
-    cosqa    CoSQA dev: 500 web queries against the 6,267-function corpus            MRR, R@1/5/10
-    ojclone  OJClone dev: each of 3,500 C programs queries all the others            MAP@R, MRR
+    valid       held-out validation pairs: each query against every validation code    MRR, R@1/5/10
+    valid-docs  the same, each code with its docstring less the summary paragraph the     MRR, R@1/5/10
+                query was made from: does the rest of a docstring help or hurt the model?
+    cosqa       CoSQA dev: 500 web queries against the 6,267-function corpus           MRR, R@1/5/10
+    ojclone     OJClone dev: each of 3,500 C programs queries all the others           MAP@R, MRR
 
 On a clone set the engine ranks by the cosine after subtracting the corpus' mean vector (the
 "centered" column, `codesearch.search.clone_center`), and that ranking is what hybrid fuses there.
@@ -14,15 +16,16 @@ stop words). Hybrid is `codesearch.search.hybrid_fuse` of the model's and full t
 candidates, as many as the engine fetches for 10 results (the top 1000 on a clone set, whose R
 reaches 499), the model's weighted by the model folder's `hybrid_weight`. With "valid" among the
 sets that weight is calibrated there (held-out training repositories, never the bench): the grid
-value with the best validation MRR. An embedder maps (texts, kind) to one [windows, D] array per
-text, as `codesearch.model.Encoder.embed_texts` does; a text's score is its best window's ("max",
-as the engine ranks) or its mean vector's ("mean").
+value with the best validation MRR. An embedder maps (texts, kind, languages) to one [windows, D]
+array per text, as `codesearch.model.Encoder.embed_texts` does (code shown through the model's code
+view); a text's score is its best window's ("max", as the engine ranks) or its mean vector's ("mean").
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +36,10 @@ from codesearch.errors import CodesearchError
 from codesearch.lexical import identifier_tokens, lexical_text
 from codesearch.search import candidate_pool, clone_center, hybrid_fuse
 from codesearch.store import full_text_config
+from trainer.recipe import EVAL_SETS
 
-Embedder = Callable[[list[str], str], list[np.ndarray]]
-SETS = ("valid", "cosqa", "ojclone")
+Embedder = Callable[..., list[np.ndarray]]  # (texts, kind, languages=None) -> one [windows, D] array per text
+SETS = EVAL_SETS
 RESULTS = 10  # a hybrid query fuses the candidates the engine fetches for this many results
 CLONE_DEPTH = 1000  # a clone set fuses each program's top 1000 others; R <= 499 on ojclone
 HYBRID_WEIGHTS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)  # the grid `calibrate_hybrid_weight` tries
@@ -176,22 +180,25 @@ def onnx_embedder(model_dir: Path, threads: int = 0) -> Embedder:
     from codesearch.model import Encoder, ModelFolder
 
     encoder = Encoder(ModelFolder.read(model_dir), device="cpu", threads=threads)
-    return lambda texts, kind: encoder.embed_texts(texts, kind=kind)
+    return lambda texts, kind, languages=None: encoder.embed_texts(texts, kind=kind, languages=languages)
 
 
 def torch_embedder(encoder, tok, *, query_prefix: str, code_prefix: str, max_length: int,
-                   batch_size: int = 32, overlap: int = 64, query_encoder=None) -> Embedder:
-    """A trainer `Encoder` behind the engine's interface: same prefixes, same token windows; queries
-    through `query_encoder` when there is a query tower."""
+                   batch_size: int = 32, overlap: int = 64, query_encoder=None, code_view: str = "") -> Embedder:
+    """A trainer `Encoder` behind the engine's interface: same prefixes, same token windows, code shown
+    through `code_view` as the exported folder will; queries through `query_encoder` when there is a
+    query tower."""
     import torch
 
-    from codesearch.model import pad_batch, token_windows
+    from codesearch.model import code_as_seen, pad_batch, token_windows
     from trainer.tokenizer import special_ids
 
     pad = special_ids(tok)["pad"]
 
-    def embed(texts: list[str], kind: str) -> list[np.ndarray]:
+    def embed(texts: list[str], kind: str, languages: Sequence[str] | None = None) -> list[np.ndarray]:
         prefix = query_prefix if kind == "query" else code_prefix
+        if kind == "code":
+            texts = code_as_seen(texts, code_view, languages)
         model = query_encoder if kind == "query" and query_encoder is not None else encoder
         windows = [token_windows(e.ids, max_length, overlap) for e in tok.encode_batch([prefix + t for t in texts])]
         flat = [w or [pad] for ws in windows for w in ws]
@@ -222,6 +229,7 @@ class EvalSet:
     queries: list[str]  # empty for a clone set: every doc queries the others
     relevant: list[set[int]]  # per query, for a retrieval set
     labels: list  # per doc, for a clone set
+    languages: list[str] | None = None  # per doc; None: not known
 
     @property
     def is_clone(self) -> bool:
@@ -230,15 +238,17 @@ class EvalSet:
 
 def load_set(name: str, bench_dir: Path | None = None, valid_pairs: list[dict] | None = None,
              max_valid: int = 2000, seed: int = 0) -> EvalSet:
-    """One of SETS: "valid" from the given pairs, "cosqa" and "ojclone" from the bench folder."""
-    if name == "valid":
+    """One of SETS: "valid" and "valid-docs" from the given pairs, "cosqa" and "ojclone" from the bench folder."""
+    if name in ("valid", "valid-docs"):
         pairs = list(valid_pairs or [])
         if not pairs:
             raise CodesearchError("no validation pairs to evaluate on (pairs-valid.jsonl is empty)")
         if max_valid and len(pairs) > max_valid:
             pairs = random.Random(seed).sample(pairs, max_valid)
-        return EvalSet("valid", [p["code"] for p in pairs], [p["query"] for p in pairs],
-                       [{i} for i in range(len(pairs))], [])
+        docs = ([p["code"] for p in pairs] if name == "valid" else
+                [without_summary(p["code_full"]) if p.get("code_full") else p["code"] for p in pairs])
+        return EvalSet(name, docs, [p["query"] for p in pairs], [{i} for i in range(len(pairs))], [],
+                       [p.get("language", "") for p in pairs])
     if bench_dir is None or not Path(bench_dir).is_dir():
         raise CodesearchError(f"bench folder {bench_dir} not found (set [eval] bench_dir or --bench)")
     bench_dir = Path(bench_dir)
@@ -247,11 +257,28 @@ def load_set(name: str, bench_dir: Path | None = None, valid_pairs: list[dict] |
         queries = _read_jsonl(bench_dir / "cosqa" / "queries-dev.jsonl")
         index = {row["id"]: i for i, row in enumerate(corpus)}
         return EvalSet("cosqa", [row["code"] for row in corpus], [q["query"] for q in queries],
-                       [{index[r] for r in q["relevant"] if r in index} for q in queries], [])
+                       [{index[r] for r in q["relevant"] if r in index} for q in queries], [], ["python"] * len(corpus))
     if name == "ojclone":
         programs = _read_jsonl(bench_dir / "ojclone" / "programs-dev.jsonl")
-        return EvalSet("ojclone", [p["code"] for p in programs], [], [], [p["problem"] for p in programs])
+        return EvalSet("ojclone", [p["code"] for p in programs], [], [], [p["problem"] for p in programs],
+                       ["c"] * len(programs))
     raise CodesearchError(f"unknown eval set {name!r}; valid: {', '.join(SETS)}")
+
+
+def without_summary(code: str) -> str:
+    """Python code whose docstring has lost its first paragraph (where a pair's query comes from) and
+    keeps the rest as written; a docstring of one paragraph goes. Other code comes back as it is."""
+    from codesearch.chunking import rewrite_docstring
+
+    def rest(literal: str) -> str:
+        match = re.fullmatch(r"([a-zA-Z]*)(\"\"\"|'''|\"|')(.*)\2", literal, re.DOTALL)
+        blank = re.search(r"\n[ \t]*\n", match.group(3).strip("\n")) if match else None
+        if blank is None:
+            return ""
+        prefix, quote, body = match.groups()
+        return prefix + quote + body.strip("\n")[blank.end():].lstrip() + quote
+
+    return rewrite_docstring(code, rest)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -321,7 +348,7 @@ def evaluate(embedder: Embedder | None, sets: Sequence[str], bench_dir: Path | N
         result = {"queries": len(queries), "docs": len(s.docs), "bm25": bm25_metrics,
                   "fulltext": candidate_metrics(s, fulltext)}
         if embedder is not None:
-            code_vectors = embedder(s.docs, "code")
+            code_vectors = embedder(s.docs, "code", s.languages)
             query_vectors = code_vectors if s.is_clone else embedder(s.queries, "query")
             result["model"], model_candidates = score_set(s, similarity(query_vectors, code_vectors, aggregate))
             if s.is_clone:  # the engine's clone query: the cosine after subtracting the corpus' mean vector

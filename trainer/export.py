@@ -58,21 +58,23 @@ def export_onnx(
     card: str = "",
     min_cosine: float | None = None,
     query_encoder: Encoder | None = None,
+    code_view: str = "",
 ) -> ModelFolder:
     """Write the model folder `out_dir` and return it; raise CodesearchError if parity fails.
 
     `quantize`: "none" (fp32), "int8" (dynamic, per-channel weights; for CPU) or "fp16" (for GPU).
     The encoder is merged (LoRA), moved to CPU fp32 and switched to eager attention in place.
     `query_encoder` (trainer.query_tower) becomes query.onnx, exported and checked the same way.
+    `code_view` (codesearch.model.CODE_VIEWS) is how the engine is to show code to the model.
     """
     return _export(encoder, tokenizer_json, out_dir, model_id=model_id, max_length=max_length,
                    query_prefix=query_prefix, code_prefix=code_prefix, quantize=quantize, card=card,
-                   min_cosine=min_cosine, query_encoder=query_encoder)[0]
+                   min_cosine=min_cosine, query_encoder=query_encoder, code_view=code_view)[0]
 
 
 def _export(encoder: Encoder, tokenizer_json: Path, out_dir: Path, *, model_id: str, max_length: int,
             query_prefix: str, code_prefix: str, quantize: str, card: str, min_cosine: float | None,
-            query_encoder: Encoder | None) -> tuple[ModelFolder, dict[str, float]]:
+            query_encoder: Encoder | None, code_view: str = "") -> tuple[ModelFolder, dict[str, float]]:
     """export_onnx, returning the parity figures too."""
     if quantize not in MIN_COSINE:
         raise ValueError(f"quantize must be one of {', '.join(MIN_COSINE)}, not {quantize!r}")
@@ -102,6 +104,7 @@ def _export(encoder: Encoder, tokenizer_json: Path, out_dir: Path, *, model_id: 
             code_prefix=code_prefix,
             pad_token_id=pad,
             query_model=query_model,
+            code_view=code_view,
         ).write()
 
     rows = parity_rows(tok, query_prefix, code_prefix, max_length)
@@ -142,9 +145,10 @@ def _export(encoder: Encoder, tokenizer_json: Path, out_dir: Path, *, model_id: 
                     max_length=max_length, query_prefix=query_prefix, code_prefix=code_prefix,
                     quantize=quantize, min_cosine=min_cosine))
                 query_model = QUERY_FILE
-        # The id carries a digest of the weights: an index built with other weights is never reused.
-        write_folder(partial, f"{model_id}-{_digest(partial)}", query_model)
-        card_text = _card(card, encoder, quantize, figures, rows, max_length)
+        # The id carries a digest of the weights and the code view: an index built with other weights,
+        # or from code shown another way, is never reused.
+        write_folder(partial, f"{model_id}-{_digest(partial, code_view)}", query_model)
+        card_text = _card(card, encoder, quantize, figures, rows, max_length, code_view)
         (partial / "MODEL_CARD.md").write_text(card_text, encoding="utf-8")
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -167,13 +171,16 @@ def _export_query_tower(query_encoder: Encoder, tokenizer_json: Path, dst: Path,
     return {f"{name} (query tower)": value for name, value in figures.items()}
 
 
-def _digest(folder: Path) -> str:
-    """First 10 hex digits of the sha256 of the graphs (and their external weights)."""
+def _digest(folder: Path, code_view: str = "") -> str:
+    """First 10 hex digits of the sha256 of the graphs (and their external weights), and of the code
+    view where there is one."""
     digest = hashlib.sha256()
     for name in ("model.onnx", "model.onnx.data", QUERY_FILE):
         if (folder / name).is_file():
             with open(folder / name, "rb") as handle:
                 digest.update(hashlib.file_digest(handle, "sha256").digest())
+    if code_view:
+        digest.update(f"code_view={code_view}".encode())
     return digest.hexdigest()[:10]
 
 
@@ -281,7 +288,8 @@ def _worst_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(cos.min())
 
 
-def _card(card: str, encoder: Encoder, quantize: str, figures: dict, rows: list, max_length: int) -> str:
+def _card(card: str, encoder: Encoder, quantize: str, figures: dict, rows: list, max_length: int,
+          code_view: str = "") -> str:
     params = sum(p.numel() for p in encoder.parameters())
     lines = [card.rstrip(), "", "## Export", ""] if card.strip() else ["## Export", ""]
     lines += [
@@ -289,6 +297,7 @@ def _card(card: str, encoder: Encoder, quantize: str, figures: dict, rows: list,
         f"{params:,} parameters",
         f"- ONNX opset {OPSET} via torch.onnx.export (dynamo=False), weights "
         f"{'fp32' if quantize == 'none' else quantize}",
+        f"- code view: {code_view or 'none (code as written)'}",
         f"- parity over {len(rows)} token rows of 1 to {max(len(r) for r in rows)} tokens, each batched alone, "
         "all together and in mixed padded batches through codesearch.model.Encoder:",
     ]

@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from codesearch.errors import CodesearchError
+from codesearch.model import CODE_VIEWS
 from trainer.fetch import parse_pin
+
+EVAL_SETS = ("valid", "valid-docs", "cosqa", "ojclone")  # what trainer.eval measures
 
 
 @dataclass
@@ -95,6 +98,10 @@ class ExportConfig:
     quantize: str = "none"  # "none" | "int8" | "fp16"
     out_dir: str = ""  # default: <run_dir>/model
     card: str = ""  # extra text for MODEL_CARD.md
+    # How the engine shows code to the model (codesearch.model.CODE_VIEWS). "docstring-line": a Python
+    # docstring as one line of plain text; a model trained on (first docstring sentence, code) pairs
+    # otherwise reads a quoted docstring as the query itself (BENCHMARKS.md).
+    code_view: str = "docstring-line"
 
 
 SECTIONS = ("data", "tokenizer", "pretrain", "contrastive", "query", "code", "eval", "export")
@@ -212,13 +219,16 @@ class Recipe:
             raise CodesearchError(f"{where}: [tokenizer] base and from_model are two starts: give one")
         evaluation = _build(EvalConfig, raw.get("eval", {}), f"{where} [eval]")
         evaluation.bench_dir = expand(evaluation.bench_dir)
-        unknown_sets = set(evaluation.sets) - {"valid", "cosqa", "ojclone"}
+        unknown_sets = set(evaluation.sets) - set(EVAL_SETS)
         if unknown_sets:
-            raise CodesearchError(f"{where}: [eval] unknown sets {sorted(unknown_sets)}; valid: valid, cosqa, ojclone")
+            raise CodesearchError(f"{where}: [eval] unknown sets {sorted(unknown_sets)}; valid: {', '.join(EVAL_SETS)}")
         export = _build(ExportConfig, raw.get("export", {}), f"{where} [export]")
         export.out_dir = expand(export.out_dir)
         if export.quantize not in ("none", "int8", "fp16"):
             raise CodesearchError(f"{where}: [export] quantize must be none, int8 or fp16")
+        if export.code_view not in CODE_VIEWS:
+            views = ", ".join(repr(v) for v in CODE_VIEWS)
+            raise CodesearchError(f"{where}: [export] code_view must be one of {views}")
         run_dir = raw.get("run_dir") or f"runs/{name}"
         return cls(
             name=name,

@@ -295,6 +295,7 @@ def run_export(recipe: Recipe, log: Log) -> Path:
         quantize=recipe.export.quantize,
         card=model_card(recipe),
         query_encoder=Encoder.load(query_tower) if query_tower is not None else None,
+        code_view=recipe.export.code_view,
     )
     log(f"export: {out}")
     return out
@@ -328,7 +329,8 @@ def run_eval(recipe: Recipe | None, bench_dir: Path | None, log: Log, *, model: 
         embedder = torch_embedder(encoder, load_tokenizer(_tokenizer_file(recipe)),
                                   query_encoder=Encoder.load(query_tower) if query_tower is not None else None,
                                   query_prefix=recipe.contrastive.query_prefix, code_prefix=recipe.contrastive.code_prefix,
-                                  max_length=recipe.export.max_length, batch_size=recipe.eval.batch_size)
+                                  max_length=recipe.export.max_length, batch_size=recipe.eval.batch_size,
+                                  code_view=recipe.export.code_view)
         label = "torch"
     elif recipe is not None:
         raise CodesearchError("nothing to evaluate: run the contrastive stage (or pass --model)")
@@ -339,7 +341,7 @@ def run_eval(recipe: Recipe | None, bench_dir: Path | None, log: Log, *, model: 
         log(f"eval: done ({out})")
         results = json.loads(out.read_text(encoding="utf-8"))
     else:
-        valid = read_jsonl(_data_file(recipe, "pairs-valid.jsonl")) if recipe is not None and "valid" in sets else None
+        valid = read_jsonl(_data_file(recipe, "pairs-valid.jsonl")) if recipe is not None and {"valid", "valid-docs"} & set(sets) else None
         results = evaluate(embedder, sets, bench_dir, valid_pairs=valid,
                            aggregate=recipe.eval.aggregate if recipe else "max",
                            max_valid=recipe.eval.max_valid if recipe else 2000, hybrid_weight=weight, log=log)
