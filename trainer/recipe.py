@@ -84,7 +84,7 @@ class PretrainConfig:
 
 @dataclass
 class EvalConfig:
-    sets: list = field(default_factory=lambda: ["valid", "cosqa", "ojclone"])
+    sets: list = field(default_factory=lambda: ["valid", "valid-docs", "cosqa", "ojclone"])
     bench_dir: str = "../shared/bench"
     aggregate: str = "max"  # long code's windows: "max" score over windows (as the engine) or "mean" vector
     batch_size: int = 32  # torch encoder only
