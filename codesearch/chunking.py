@@ -30,7 +30,7 @@ from codesearch.languages import LANGUAGES, SPECS, LanguageSpec, grammar, langua
 
 __all__ = [
     "LANGUAGES", "Chunk", "ChunkResult", "chunk_text", "code_without_docstring", "docstring_as_line",
-    "language_for_path", "rewrite_docstring",
+    "language_for_path", "rewrite_docstring", "string_literal_parts",
 ]
 
 # The CPU time a parse may take: PARSE_SECONDS plus PARSE_SECONDS_PER_MB for each megabyte of source.
@@ -159,8 +159,17 @@ def docstring_as_line(code: str, *, only_if_clean: bool = False) -> str:
 
 def _docstring_text(literal: str) -> str:
     """What a string literal says: its text without the prefix and the quotes."""
-    match = re.fullmatch(r"[a-zA-Z]*(\"\"\"|'''|\"|')(.*)\1", literal, re.DOTALL)
-    return match.group(2) if match else literal
+    parts = string_literal_parts(literal)
+    return parts[2] if parts else literal
+
+
+_STRING_LITERAL = re.compile(r"([a-zA-Z]*)(\"\"\"|'''|\"|')(.*)\2", re.DOTALL)
+
+
+def string_literal_parts(literal: str) -> tuple[str, str, str] | None:
+    """A Python string literal's prefix, quotes and text, as written; None for anything else."""
+    match = _STRING_LITERAL.fullmatch(literal)
+    return match.groups() if match else None
 
 
 def rewrite_docstring(code: str, replace: Callable[[str], str], only_if_clean: bool = False) -> str:
@@ -405,9 +414,8 @@ def _python_docstring(node: Node, source: bytes) -> str:
     statement = _python_docstring_node(node)
     if statement is None:
         return ""
-    literal = _text(source, statement).replace("\r\n", "\n")
-    match = re.fullmatch(r"[a-zA-Z]*(\"\"\"|'''|\"|')(.*)\1", literal, re.DOTALL)
-    return inspect.cleandoc(match.group(2)) if match else ""
+    parts = string_literal_parts(_text(source, statement).replace("\r\n", "\n"))
+    return inspect.cleandoc(parts[2]) if parts else ""
 
 
 def _doc_comment(span: Node, spec: LanguageSpec, source: bytes, comments: dict[int, Node]) -> str:

@@ -268,15 +268,16 @@ def load_set(name: str, bench_dir: Path | None = None, valid_pairs: list[dict] |
 def without_summary(code: str) -> str:
     """Python code whose docstring has lost its first paragraph (where a pair's query comes from) and
     keeps the rest as written; a docstring of one paragraph goes. Other code comes back as it is."""
-    from codesearch.chunking import rewrite_docstring
+    from codesearch.chunking import rewrite_docstring, string_literal_parts
 
     def rest(literal: str) -> str:
-        match = re.fullmatch(r"([a-zA-Z]*)(\"\"\"|'''|\"|')(.*)\2", literal, re.DOTALL)
-        blank = re.search(r"\n[ \t]*\n", match.group(3).strip("\n")) if match else None
-        if blank is None:
+        parts = string_literal_parts(literal)
+        if parts is None:
             return ""
-        prefix, quote, body = match.groups()
-        return prefix + quote + body.strip("\n")[blank.end():].lstrip() + quote
+        prefix, quote, body = parts
+        body = body.strip("\n")
+        blank = re.search(r"\n[ \t]*\n", body)
+        return prefix + quote + body[blank.end():].lstrip() + quote if blank else ""
 
     return rewrite_docstring(code, rest)
 
