@@ -1,5 +1,10 @@
 """What is a function: split source text into function, method and class chunks with Tree-Sitter.
 
+With `cover=True` the chunks also cover the rest of the file: the module-level code between
+definitions (kind "module") and one short summary of the file (kind "file": path, opening comment,
+top-level names; lines 1 to the last). A language without a grammar is cut into blocks of lines
+(codesearch.fallback), and a `.h` file is read as C, C++ or Objective-C by its text.
+
 One walker serves every language; what differs (node types, where names and bodies are) lives
 in the tables of `codesearch.languages`. The walk descends into classes and scopes, emits each
 definition it meets, and never descends into a function: nested functions stay part of their
@@ -14,6 +19,7 @@ seconds; each parse has a CPU-time allowance, and a file that runs past it is sk
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import re
@@ -25,11 +31,20 @@ from dataclasses import dataclass
 
 from tree_sitter import Node, Parser, Point, Tree
 
+from codesearch import fallback
 from codesearch.files import SkipFile
-from codesearch.languages import LANGUAGES, SPECS, LanguageSpec, grammar, language_for_path
+from codesearch.languages import (
+    GRAMMAR_LANGUAGES,
+    LANGUAGES,
+    SPECS,
+    LanguageSpec,
+    grammar,
+    header_language,
+    language_for_path,
+)
 
 __all__ = [
-    "LANGUAGES", "Chunk", "ChunkResult", "chunk_text", "code_without_docstring", "docstring_as_line",
+    "GRAMMAR_LANGUAGES", "LANGUAGES", "Chunk", "ChunkResult", "chunk_text", "code_without_docstring", "docstring_as_line",
     "language_for_path", "rewrite_docstring", "string_literal_parts",
 ]
 
@@ -37,6 +52,7 @@ __all__ = [
 # Real code parses at 0.3-0.5 s/MB, the slowest real file measured (a C header) at 4.3 s/MB; garbage
 # runs at 3-22 s/MB (a 1 MB file of quotes: 22 s). CPU time of the parsing thread, not wall time,
 # so that a busy machine (the daemon runs niced) does not time out ordinary files.
+DEFINITION_KINDS = ("function", "method", "class")  # the other kinds, with cover=True: "module", "file"
 PARSE_SECONDS = 2.0
 PARSE_SECONDS_PER_MB = 10.0
 _READ_BYTES = 4096  # the parser reads the source in slices this size; the allowance is checked per slice
@@ -44,17 +60,19 @@ _READ_BYTES = 4096  # the parser reads the source in slices this size; the allow
 
 @dataclass(frozen=True)
 class Chunk:
-    """One function, method or class, with where it is and what it says about itself."""
+    """One function, method or class (or module-level code, or a file's summary), with where it is
+    and what it says about itself."""
 
     path: str          # repo-relative posix path, as given by the caller
     language: str      # one of LANGUAGES
-    kind: str          # "function" | "method" | "class"
-    name: str          # qualified name, e.g. "Parser.parse_json"
+    kind: str          # "function" | "method" | "class"; with cover=True also "module" | "file"
+    name: str          # qualified name, e.g. "Parser.parse_json"; a "file" chunk's is its path
     signature: str     # declaration up to the body, whitespace-collapsed
     docstring: str     # Python docstring or the comment block right above, markers stripped; "" if none
     start_line: int    # 1-based, inclusive; decorators (Python) and annotations (Java) included
     end_line: int      # 1-based, inclusive
-    code: str          # source of start_line..end_line, from the line's indentation to the node's end
+    code: str          # source of start_line..end_line, from the line's indentation to the node's end;
+                       # a "file" chunk's is its summary (fallback.file_summary)
     content_hash: str  # sha256 hex of `code` only, so a moved function keeps its hash
 
 
@@ -86,29 +104,105 @@ def _parser(language: str) -> Parser:
         _threads.parsers = {}
     parsers: dict[str, Parser] = _threads.parsers
     if language not in parsers:
-        parsers[language] = Parser(grammar(language))
+        found = grammar(language)
+        assert found is not None, language
+        parsers[language] = Parser(found)
     return parsers[language]
 
 
-def chunk_text(text: str, language: str, path: str = "") -> ChunkResult:
-    """Split `text`, source in `language`, into chunks.
+def chunk_text(text: str, language: str, path: str = "", *, cover: bool = False) -> ChunkResult:
+    """Split `text`, source in `language`, into chunks; with `cover`, also its module-level code and
+    one summary chunk for the file (see the module's docstring).
 
-    Raises SkipFile("parse timeout") when parsing runs past its allowance (pathological text),
-    ValueError for a language name not in LANGUAGES, and nothing else on any text.
+    A `.h` path read as "c" is chunked as the language its text shows (`header_language`), and its
+    chunks say so. Raises SkipFile("parse timeout") when parsing runs past its allowance (pathological
+    text), ValueError for a language name not in LANGUAGES, and nothing else on any text.
     """
-    if language not in SPECS:
+    if language not in LANGUAGES:
         raise ValueError(f"unknown language {language!r}; expected one of {', '.join(LANGUAGES)}")
-    spec = SPECS[language]
-    source = text.encode("utf-8", "surrogatepass")
-    root = _parse(_parser(language), source, path).root_node
-    definitions, comments = _walk(root, spec, source)
-    chunks = []
-    for definition in definitions:
-        chunk = _to_chunk(definition, spec, source, comments, language, path)
-        if chunk is not None:
-            chunks.append(chunk)
-    chunks.sort(key=lambda c: (c.start_line, -c.end_line))
-    return ChunkResult(chunks=chunks, had_errors=root.has_error)
+    if language == "c" and path.lower().endswith(".h"):
+        language = header_language(text)
+    lines = text.split("\n")
+    if grammar(language) is None:
+        chunks, had_errors = _block_chunks(lines, language, path), False
+    else:
+        spec = SPECS[language]
+        source = text.encode("utf-8", "surrogatepass")
+        root = _parse(_parser(language), source, path).root_node
+        definitions, comments = _walk(root, spec, source)
+        chunks = []
+        for definition in definitions:
+            chunk = _to_chunk(definition, spec, source, comments, language, path)
+            if chunk is not None:
+                chunks.append(chunk)
+        chunks.sort(key=lambda c: (c.start_line, -c.end_line))
+        if spec.merge_clauses:
+            chunks = _merge_clauses(chunks, lines)
+        had_errors = root.has_error
+    if cover and text.strip():
+        chunks = _cover(chunks, lines, language, path)
+    return ChunkResult(chunks=chunks, had_errors=had_errors)
+
+
+def _text_chunk(lines: list[str], block: fallback.Block, kind: str, name: str, language: str, path: str,
+                docstring: str = "") -> Chunk:
+    """A chunk of whole lines, block.start_line..block.end_line."""
+    code = "\n".join(lines[block.start_line - 1 : block.end_line]).rstrip("\r")
+    return Chunk(path, language, kind, name, block.heading, docstring, block.start_line, block.end_line, code,
+                 hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest())
+
+
+def _place(path: str, line: int) -> str:
+    return f"{path.rsplit('/', 1)[-1] or '(text)'}:{line}"
+
+
+def _block_chunks(lines: list[str], language: str, path: str) -> list[Chunk]:
+    """A file without a grammar: its blocks, each a "function" when a line names it, else "module"."""
+    return [
+        _text_chunk(lines, b, "function" if b.name else "module", b.name or _place(path, b.start_line), language, path)
+        for b in fallback.blocks(lines)
+    ]
+
+
+def _merge_clauses(chunks: list[Chunk], lines: list[str]) -> list[Chunk]:
+    """One chunk for consecutive definitions of one name (a Haskell signature and its equations,
+    Elixir's clauses `def f(0)`, `def f(n)`), when only blank or comment lines lie between them."""
+    out: list[Chunk] = []
+    for chunk in chunks:
+        last = out[-1] if out else None
+        if (last is not None and (last.kind, last.name) == (chunk.kind, chunk.name)
+                and chunk.start_line > last.end_line
+                and not any(x.strip() and not fallback.is_comment(x) for x in lines[last.end_line : chunk.start_line - 1])):
+            newline = "\r\n" if lines[last.end_line - 1].endswith("\r") else "\n"
+            code = newline.join([last.code, *lines[last.end_line : chunk.start_line - 1], chunk.code])
+            out[-1] = dataclasses.replace(
+                last, end_line=chunk.end_line, code=code,
+                content_hash=hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest(),
+            )
+        else:
+            out.append(chunk)
+    return out
+
+
+def _cover(chunks: list[Chunk], lines: list[str], language: str, path: str) -> list[Chunk]:
+    """`chunks` plus the module-level code outside them and the file's summary chunk."""
+    top: list[Chunk] = []  # definitions not inside another one
+    for chunk in chunks:
+        if not top or chunk.start_line > top[-1].end_line:
+            top.append(chunk)
+    module = [
+        _text_chunk(lines, b, "module", f"{_place(path, b.start_line).rsplit(':', 1)[0]}:{b.name or b.start_line}",
+                    language, path)
+        for b in fallback.module_blocks(lines, [(c.start_line, c.end_line) for c in top])
+    ]
+    names = [c.name for c in top if c.kind != "module"]
+    summary = fallback.file_summary(path, lines, names)
+    last_line = len(lines) - (1 if len(lines) > 1 and not lines[-1].strip() else 0)
+    doc = fallback.leading_comment(lines)
+    file_chunk = Chunk(path, language, "file", path or "(text)", path or "(text)", doc, 1, max(last_line, 1), summary,
+                       hashlib.sha256(summary.encode("utf-8", "surrogatepass")).hexdigest())
+    merged = sorted(chunks + module, key=lambda c: (c.start_line, -c.end_line))
+    return [file_chunk, *merged]
 
 
 def _parse(parser: Parser, source: bytes, path: str) -> Tree:
@@ -218,7 +312,7 @@ def _walk(root: Node, spec: LanguageSpec, source: bytes) -> tuple[list[_Definiti
             if _starts_line(source, node):
                 comments.setdefault(_last_row(node), node)
             continue
-        role = _role(node, spec)
+        role = _role(node, spec, source)
         if role is not None:
             name = _name(node, spec, source)
             if name is None:
@@ -236,7 +330,7 @@ def _walk(root: Node, spec: LanguageSpec, source: bytes) -> tuple[list[_Definiti
     return definitions, comments
 
 
-def _role(node: Node, spec: LanguageSpec) -> str | None:
+def _role(node: Node, spec: LanguageSpec, source: bytes) -> str | None:
     """The role a node plays: "function", "class", "scope", or None when it defines nothing."""
     kind = node.type
     if kind in spec.functions:
@@ -246,17 +340,39 @@ def _role(node: Node, spec: LanguageSpec) -> str | None:
     if kind in spec.scopes:
         return "scope"
     for role, field, types in spec.conditional.get(kind, ()):
-        child = node.child_by_field_name(field)
+        if field == "*":
+            if any(c.type in types for c in node.named_children):
+                return role
+            continue
+        child = _child(node, field)
         if child is not None and child.type in types:
             return role
+    if spec.calls and kind == "call":
+        target = node.child_by_field_name("target")
+        if target is not None and target.type == "identifier":
+            return spec.calls.get(_text(source, target))
     return None
+
+
+def _child(node: Node, key: str) -> Node | None:
+    """The child in field `key`; "*" is the first named child, "@a|b" the first named child of type a or b."""
+    if key == "*":
+        return node.named_children[0] if node.named_child_count else None
+    if key.startswith("@"):
+        types = key[1:].split("|")
+        return next((c for c in node.named_children if c.type in types), None)
+    return node.child_by_field_name(key)
 
 
 def _name(node: Node, spec: LanguageSpec, source: bytes) -> str | None:
     """The definition's name, qualified by what the syntax itself says (Go receiver, C++ `Foo::`)."""
     if spec.declarator_names and node.type == "function_definition":
         return _declarator_name(node, source)
-    name_node = node.child_by_field_name(spec.name_fields.get(node.type, "name"))
+    if node.type in spec.fixed_names:
+        return spec.fixed_names[node.type]
+    if spec.calls and node.type == "call":
+        return _call_name(node, source)
+    name_node = _child(node, spec.name_fields.get(node.type, "name"))
     if name_node is None:
         parent = node.parent  # `typedef struct {...} pair_t;` is named by its typedef
         declarator = parent.child_by_field_name("declarator") if parent is not None else None
@@ -264,7 +380,7 @@ def _name(node: Node, spec: LanguageSpec, source: bytes) -> str | None:
             return None
         name_node = declarator
     if name_node.named_child_count:  # `impl<T> Wrapper<T>`, `template<> class Foo<int>`
-        name_node = _first_of_type(name_node, "type_identifier") or name_node
+        name_node = _first_of_type(name_node, spec.name_types) or name_node
     name = _clean_name(_text(source, name_node))
     receiver = node.child_by_field_name("receiver")  # Go: func (p *Point) Dist()
     if receiver is not None:
@@ -272,6 +388,22 @@ def _name(node: Node, spec: LanguageSpec, source: bytes) -> str | None:
         if receiver_type is not None:
             name = f"{_text(source, receiver_type)}.{name}"
     return name or None
+
+
+def _call_name(node: Node, source: bytes) -> str | None:
+    """Elixir: `def add(a, b)` -> add, `def f(x) when x > 0` -> f, `defmodule A.B` -> A.B."""
+    arguments = next((c for c in node.named_children if c.type == "arguments"), None)
+    first = arguments.named_children[0] if arguments is not None and arguments.named_child_count else None
+    for _ in range(4):
+        if first is None:
+            return None
+        if first.type == "binary_operator":  # a guard: `f(x) when ...`
+            first = first.child_by_field_name("left")
+        elif first.type == "call":
+            first = first.child_by_field_name("target")
+        else:
+            return _clean_name(_text(source, first)) or None
+    return None
 
 
 def _declarator_name(node: Node, source: bytes) -> str | None:
@@ -308,15 +440,17 @@ def _qualified(node: Node, source: bytes) -> str:
 
 
 def _clean_name(name: str) -> str:
-    return "".join(name.split()).replace("::", ".")
+    """`Foo::bar` and Lua's `Parser:run` -> dotted; quotes of a string key dropped."""
+    return "".join(name.split()).replace("::", ".").replace(":", ".").strip("'\"`")
 
 
-def _first_of_type(node: Node, node_type: str) -> Node | None:
-    """The first node of a type in a preorder walk of `node`'s subtree."""
+def _first_of_type(node: Node, node_type: str | frozenset[str]) -> Node | None:
+    """The first node of a type (or of one of the types) in a preorder walk of `node`'s subtree."""
+    types = {node_type} if isinstance(node_type, str) else node_type
     stack = [node]
     while stack:
         current = stack.pop()
-        if current.type == node_type:
+        if current.type in types:
             return current
         stack.extend(reversed(current.named_children))
     return None
@@ -325,10 +459,7 @@ def _first_of_type(node: Node, node_type: str) -> Node | None:
 def _body(node: Node, spec: LanguageSpec) -> Node | None:
     current: Node | None = node
     for field in spec.body_paths.get(node.type, ("body",)):
-        if field == "*":
-            current = current.named_children[0] if current.named_child_count else None
-        else:
-            current = current.child_by_field_name(field)
+        current = _child(current, field)
         if current is None:
             return None
     return current
@@ -345,7 +476,7 @@ def _to_chunk(
     language: str,
     path: str,
 ) -> Chunk | None:
-    span = _span(definition.node, spec)
+    span = _span(definition.node, spec, source)
     if span.has_error:
         return None
     start = span.start_byte
@@ -371,11 +502,11 @@ def _to_chunk(
     )
 
 
-def _span(node: Node, spec: LanguageSpec) -> Node:
+def _span(node: Node, spec: LanguageSpec, source: bytes) -> Node:
     """The node plus the wrappers that hold only it (decorators, `export`, `const f = ...`)."""
     while (parent := node.parent) is not None and parent.type in spec.wrappers:
         others = (c for c in parent.named_children if c != node)
-        if any(_role(c, spec) in ("function", "class") for c in others):
+        if any(_role(c, spec, source) in ("function", "class") for c in others):
             break  # `const a = () => 1, b = () => 2`: each declarator is its own chunk
         node = parent
     return node
@@ -434,15 +565,15 @@ def _doc_comment(span: Node, spec: LanguageSpec, source: bytes, comments: dict[i
     return _strip_comment_markers("\n".join(_text(source, c).rstrip("\r\n") for c in reversed(block)))
 
 
-# An opening `/**`, a line marker `///` `//!` `//` `#`, or a block comment's leading `*`.
-_COMMENT_MARKER = re.compile(r"^(?:/\*+!?|//[/!]?|#|\*(?!/))")
+# An opening `/**` `(**`, a line marker `///` `//!` `//` `#` `--` (Lua, Haskell's `-- |`), or a block comment's leading `*`.
+_COMMENT_MARKER = re.compile(r"^(?:/\*+!?|\(\*+|//[/!]?|#|--+(?: ?\|)?|\*(?!/))")
 
 
 def _strip_comment_markers(text: str) -> str:
     """`/** ... */`, `///`, `//`, `#` comments -> their text, dedented, without C#'s <summary> tags."""
     lines = []
     for line in text.replace("\r", "").split("\n"):
-        line = re.sub(r"\*+/$", "", line.rstrip())
+        line = re.sub(r"\*+[/)]$", "", line.rstrip())
         bare = line.lstrip()
         if marker := _COMMENT_MARKER.match(bare):
             line = bare[marker.end() :]

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import select
 import sys
 import time
@@ -25,10 +26,12 @@ from rich.filesize import decimal
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from codesearch import __version__
 from codesearch.config import Settings, load_settings
 from codesearch.errors import CodesearchError
+from codesearch.reports import terminal_safe
 from codesearch.secrets import SECRET
 
 if TYPE_CHECKING:
@@ -89,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     query = commands.add_parser("query", help="find functions by meaning")
     query.add_argument("text", help="what you are looking for, e.g. 'parse json'")
     query.add_argument("--mode", choices=["hybrid", "semantic", "lexical"], default="hybrid")
+    query.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                       help="leave out paths matching this glob (repeatable)")
+    query.add_argument("--include-tests", action="store_true",
+                       help="do not rank tests, examples, benchmarks and declaration stubs lower")
+    query.add_argument("--explain", action="store_true", help="show under each hit the signals that ranked it")
     query_options(query)
 
     similar = commands.add_parser("similar", help="find functions like the one at PATH:LINE, or like --code")
@@ -124,9 +132,18 @@ def _parser() -> argparse.ArgumentParser:
     clones.add_argument("--write-baseline", metavar="FILE", help="record every group found as known, in FILE")
     clones.add_argument("--model", help=argparse.SUPPRESS)
 
-    lsp = commands.add_parser("lsp", help="run the language server (stdio; --tcp for a local port)")
-    lsp.add_argument("--tcp", action="store_true", help="listen on 127.0.0.1 instead of stdio")
-    lsp.add_argument("--port", type=int, default=2087, help="TCP port with --tcp (default 2087)")
+    lsp = commands.add_parser("lsp", help="run the language server (stdio; --socket or --tcp to listen)")
+    transport = lsp.add_mutually_exclusive_group()
+    transport.add_argument("--stdio", action="store_true", help="serve on stdin/stdout (the default)")
+    transport.add_argument("--socket", nargs="?", const="", metavar="PATH",
+                           help="listen on a Unix socket only you can use (default: $XDG_RUNTIME_DIR/codesearch/"
+                                "lsp.sock, else /tmp/codesearch-UID/lsp.sock)")
+    transport.add_argument("--tcp", action="store_true",
+                           help="listen on 127.0.0.1; clients must first send the token the server writes to a "
+                                "file only you can read")
+    lsp.add_argument("--port", type=int, default=2087, help="TCP port with --tcp (default 2087; 0: any free port)")
+    lsp.add_argument("--token-fd", type=int, help=argparse.SUPPRESS)  # a TCP listener's session: its token pipe
+    lsp.add_argument("--listened", action="store_true", help=argparse.SUPPRESS)  # a session a listener started
     return parser
 
 
@@ -200,7 +217,7 @@ def cmd_index(args: argparse.Namespace, out: Console, err: Console) -> int:
         else:
             report = build_index(root, settings, rebuild=args.rebuild, progress=tick, encoder=encoder)
     if report.rebuilt:
-        err.print(f"codesearch: {report.rebuilt}")
+        err.print(terminal_safe(f"codesearch: {report.rebuilt}"))
     if args.json:
         data = asdict(report)
         data["skipped"] = dict(report.skipped)
@@ -210,9 +227,9 @@ def cmd_index(args: argparse.Namespace, out: Console, err: Console) -> int:
         print(json.dumps(data))
         return EXIT_FOUND
     out.print(
-        f"indexed {report.files} files, {report.chunks} functions in {report.seconds:.1f}s "
+        f"indexed {report.files} files, {report.functions} functions in {report.seconds:.1f}s "
         f"({report.files_changed} files changed, {report.files_deleted} deleted; "
-        f"{report.chunks_embedded} functions embedded at {report.embedded_per_s:.0f}/s, {report.chunks_reused} reused)",
+        f"{report.chunks_embedded} chunks embedded at {report.embedded_per_s:.0f}/s, {report.chunks_reused} reused)",
         highlight=False,
     )
     out.print(f"skipped: {_skip_counts(report.skipped)}", highlight=False)
@@ -239,10 +256,10 @@ def _print_skipped(paths: Iterable[tuple[str, str]], secret_rules: dict[str, str
     for path, reason in paths:
         groups[reason].append(path)
     for reason, n in _by_reason(Counter({reason: len(group) for reason, group in groups.items()})):
-        out.print(f"{reason} ({n}):", markup=False, highlight=False)
+        out.print(f"{reason} ({n}):")
         for path in groups[reason]:
             rule = f"  ({secret_rules[path]})" if path in secret_rules else ""
-            out.print(f"  {path}{rule}", markup=False, highlight=False)
+            out.print(terminal_safe(f"  {path}{rule}"))
 
 
 def _planning(err: Console):
@@ -296,7 +313,7 @@ def _read_answer() -> str:
 def _print_plan(plan: IndexPlan, console: Console) -> None:
     """The human form of a dry run: files and functions by language, skips, big directories, the time."""
     state = "an index exists and would be updated" if plan.index_exists else "no index yet"
-    console.print(f"{plan.root}: {state}", markup=False)
+    console.print(terminal_safe(f"{plan.root}: {state}"))
     table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False, show_footer=True)
     total = ("total", f"{len(plan.files):,}", decimal(plan.bytes), f"{plan.estimate.functions:,}")
     for name, footer in zip(("language", "files", "size", "est. functions"), total):
@@ -311,7 +328,8 @@ def _print_plan(plan: IndexPlan, console: Console) -> None:
         for justify in ("left", "right", "right"):
             dirs.add_column(justify=justify)
         for d in plan.largest_dirs:
-            dirs.add_row(f"  {d.path}", f"{d.files:,} file{'' if d.files == 1 else 's'}", decimal(d.bytes))
+            dirs.add_row(Text(terminal_safe(f"  {d.path}")), f"{d.files:,} file{'' if d.files == 1 else 's'}",
+                         decimal(d.bytes))
         console.print(dirs)
     console.print(_estimate_line(plan), markup=False)
 
@@ -336,8 +354,12 @@ def _duration(seconds: float) -> str:
 
 
 def _open_index(args: argparse.Namespace):
-    from codesearch.search import Index
+    """The index a query command reads, after its options are checked (bad input is never taken
+    for a damaged index, and no index is opened for it)."""
+    from codesearch.search import Index, check_filters, check_k
 
+    check_k(args.k)
+    check_filters(args.lang, args.path_glob, args.repo)
     root = find_root(Path(args.root or "."))
     return Index.open(root, _settings(root, args))
 
@@ -345,7 +367,8 @@ def _open_index(args: argparse.Namespace):
 def cmd_query(args: argparse.Namespace, out: Console, err: Console) -> int:
     started = time.perf_counter()
     index = _open_index(args)
-    hits = index.search(args.text, args.k, mode=args.mode, languages=args.lang, path=args.path_glob, repo=args.repo)
+    hits = index.search(args.text, args.k, mode=args.mode, languages=args.lang, path=args.path_glob, repo=args.repo,
+                        exclude=args.exclude, include_tests=args.include_tests)
     summary = {"type": "summary", "query": args.text, "mode": args.mode, "hits": len(hits)}
     return _print_hits(hits, args, out, summary, started)
 
@@ -354,22 +377,37 @@ def cmd_similar(args: argparse.Namespace, out: Console, err: Console) -> int:
     started = time.perf_counter()
     if bool(args.target) == bool(args.code):
         raise CodesearchError("give either PATH:LINE or --code TEXT (or --code - to read stdin)")
+    location = _location(args.target) if args.target else None
     index = _open_index(args)
     filters = {"mode": args.mode, "languages": args.lang, "path": args.path_glob, "repo": args.repo}
     if args.code:
-        code = sys.stdin.read() if args.code == "-" else args.code
+        code = _read_stdin() if args.code == "-" else args.code
         hits = index.similar(code, args.k, **filters)
         summary = {"type": "summary", "query": "code", "mode": args.mode, "hits": len(hits)}
     else:
-        path, sep, line = args.target.rpartition(":")
-        if not sep or not line.isdigit() or not path:
-            raise CodesearchError(f"expected PATH:LINE, got {args.target!r}")
-        this, hits = index.similar_at(path, int(line), args.k, **filters)
+        this, hits = index.similar_at(*location, args.k, **filters)
         if not args.json:
-            err.print(f"similar to {this.name} ({this.path}:{this.start_line})", highlight=False)
+            err.print(terminal_safe(f"similar to {this.name} ({this.path}:{this.start_line})"))
         summary = {"type": "summary", "query": f"{this.path}:{this.start_line}", "name": this.name, "mode": args.mode,
                    "hits": len(hits)}
     return _print_hits(hits, args, out, summary, started)
+
+
+def _location(target: str) -> tuple[str, int]:
+    """PATH:LINE from the command line, as (path, line); only ASCII digits count as a line number
+    (`int` would take `²` or Arabic digits and fail later), and its range is checked by `similar_at`."""
+    path, sep, line = target.rpartition(":")
+    if not sep or not path or not re.fullmatch("[0-9]+", line):
+        raise CodesearchError(f"expected PATH:LINE with a line number, got {target!r}")
+    return path, int(line)
+
+
+def _read_stdin() -> str:
+    """All of stdin as text (for `--code -`), with a clear error when it is not UTF-8."""
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError as exc:
+        raise CodesearchError(f"--code -: stdin is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def _print_hits(hits, args: argparse.Namespace, out: Console, summary: dict, started: float) -> int:
@@ -382,17 +420,19 @@ def _print_hits(hits, args: argparse.Namespace, out: Console, summary: dict, sta
         print(json.dumps(summary))
         return EXIT_FOUND if hits else EXIT_NONE
     for hit in hits:
-        out.print(
-            f"[bold]{hit.rank:>2}[/]  {hit.score:.3f}  [magenta]{hit.path}:{hit.start_line}[/]  [green]{hit.name}[/]",
-            highlight=False,
-        )
+        out.print(Text.assemble(
+            (f"{hit.rank:>2}", "bold"), f"  {hit.score:.3f}  ",
+            (terminal_safe(f"{hit.path}:{hit.start_line}"), "magenta"), "  ", (terminal_safe(hit.name), "green"),
+        ))
+        if getattr(args, "explain", False) and hit.explain:
+            out.print(Text(f"      {hit.explain}", "dim"))
         if args.snippet_lines > 0:
-            snippet = "\n".join(hit.code.splitlines()[: args.snippet_lines])
+            snippet = terminal_safe("\n".join(hit.code.splitlines()[: args.snippet_lines]), code=True)
             if out.is_terminal:
                 out.print(Syntax(snippet, _lexer(hit.language), line_numbers=True, start_line=hit.start_line))
             else:
                 for number, text in enumerate(snippet.splitlines(), start=hit.start_line):
-                    out.print(f"    {number:>5}  {text}", highlight=False, markup=False)
+                    out.print(Text(f"    {number:>5}  {text}"))
     return EXIT_FOUND if hits else EXIT_NONE
 
 
@@ -410,15 +450,15 @@ def cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
         return EXIT_FOUND
     age = time.time() - status.updated_at if status.updated_at else None
     fresh = "up to date" if status.stale_files == 0 else f"{status.stale_files} files changed since"
-    out.print(f"index:     {status.index_path}", highlight=False)
-    out.print(f"model:     {status.model_id} ({status.dimension} dims)", highlight=False)
-    out.print(f"contents:  {status.files} files, {status.chunks} functions", highlight=False)
-    out.print("languages: " + ", ".join(f"{lang} {n}" for lang, n in status.languages.items()), highlight=False)
+    out.print(terminal_safe(f"index:     {status.index_path}"))
+    out.print(terminal_safe(f"model:     {status.model_id} ({status.dimension} dims)"))
+    out.print(f"contents:  {status.files} files, {status.chunks} chunks")
+    out.print("languages: " + ", ".join(f"{lang} {n}" for lang, n in status.languages.items()))
     if status.repos and len(status.repos) > 1:
-        out.print("repos:     " + ", ".join(f"{name} {n}" for name, n in status.repos.items()), highlight=False)
+        out.print(terminal_safe("repos:     " + ", ".join(f"{name} {n}" for name, n in status.repos.items())))
     updated = f"{age / 60:.0f} min ago" if age is not None else "never"
     state = "" if status.complete else " (last run did not finish: run `codesearch index`)"
-    out.print(f"updated:   {updated}, {fresh}{state}", highlight=False)
+    out.print(f"updated:   {updated}, {fresh}{state}")
     return EXIT_FOUND
 
 
@@ -427,8 +467,9 @@ def cmd_clones(args: argparse.Namespace, out: Console, err: Console) -> int:
         DEFAULT_MIN_OVERLAP, DEFAULT_MIN_SIMILARITY, CloneOptions, find_clones, write_baseline,
     )
     from codesearch.reports import render
-    from codesearch.search import Index
+    from codesearch.search import Index, check_filters
 
+    check_filters(args.lang)
     start = Path(args.path)
     if not start.exists():
         raise CodesearchError(f"no such file or directory: {args.path}")
@@ -446,7 +487,7 @@ def cmd_clones(args: argparse.Namespace, out: Console, err: Console) -> int:
     report = find_clones(Index.open(root, _settings(root, args)), options)
     if args.write_baseline:
         write_baseline(Path(args.write_baseline), report.all_groups)
-        err.print(f"codesearch: wrote {len(report.all_groups)} known groups to {args.write_baseline}", markup=False)
+        err.print(terminal_safe(f"codesearch: wrote {len(report.all_groups)} known groups to {args.write_baseline}"))
     text = render(report, args.format, color=out.is_terminal and not args.output,
                   width=out.width if out.is_terminal and not args.output else 400)
     if args.output:
@@ -454,7 +495,7 @@ def cmd_clones(args: argparse.Namespace, out: Console, err: Console) -> int:
             Path(args.output).write_text(text, encoding="utf-8")
         except OSError as exc:
             raise CodesearchError(f"cannot write {args.output}: {exc.strerror}") from None
-        err.print(f"codesearch: {len(report.groups)} clone groups written to {args.output}", markup=False)
+        err.print(terminal_safe(f"codesearch: {len(report.groups)} clone groups written to {args.output}"))
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -464,7 +505,9 @@ def cmd_clones(args: argparse.Namespace, out: Console, err: Console) -> int:
 def cmd_lsp(args: argparse.Namespace, out: Console, err: Console) -> int:
     from lsp.server import start
 
-    start(tcp=args.tcp, port=args.port)
+    if not 0 <= args.port <= 65535:
+        raise CodesearchError(f"--port must be from 0 to 65535, got {args.port}")
+    start(socket_path=args.socket, tcp=args.tcp, port=args.port, token_fd=args.token_fd, listened=args.listened)
     return EXIT_FOUND
 
 
@@ -476,14 +519,15 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    out = Console(highlight=False, soft_wrap=True)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    # Plain text by default: paths and code are data, never Rich markup (`[b].py`) or emoji codes (`:x:`).
+    out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
     try:
         return COMMANDS[args.command](args, out, err)
     except CodesearchError as exc:
         if args.debug:
             raise
-        err.print(f"codesearch: error: {exc}", markup=False, highlight=False)
+        err.print(terminal_safe(f"codesearch: error: {exc}"))
         return EXIT_ERROR
     except KeyboardInterrupt:
         err.print("codesearch: interrupted (the index stays queryable; run the command again to finish)")
@@ -496,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last resort: one line, never a traceback
         if args.debug:
             raise
-        err.print(f"codesearch: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", markup=False)
+        detail = f"{type(exc).__name__}: {exc}"
+        err.print(terminal_safe(f"codesearch: internal error: {detail} (run with --debug for details)"))
         return EXIT_ERROR
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codesearch.chunking import DEFINITION_KINDS
 from codesearch.errors import CodesearchError
 
 # Chosen on benchmarks/clones.py (see BENCHMARKS.md): the lowest value with no unrelated pair on the
@@ -159,6 +160,8 @@ def _load(store, options: CloneOptions) -> tuple[list[dict], np.ndarray, np.ndar
 
 
 def _in_scope(row: dict, options: CloneOptions) -> bool:
+    if row["kind"] not in DEFINITION_KINDS:  # module-level code and file summaries are not clones of anything
+        return False
     if row["end_line"] - row["start_line"] + 1 < options.min_lines:
         return False
     if options.languages and row["language"] not in options.languages:

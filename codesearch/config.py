@@ -39,7 +39,8 @@ class Settings:
     secret_allow: tuple[str, ...] = ()  # gitignore-style paths never judged secret (test fixtures with fake keys)
 
     def index_path(self, root: Path) -> Path:
-        return (root / self.index_dir).resolve() if not Path(self.index_dir).is_absolute() else Path(self.index_dir)
+        # Made absolute without resolving symlinks: an index folder that is a symlink must be seen as one.
+        return Path(os.path.abspath(root / self.index_dir))
 
     @property
     def remote_index(self) -> bool:
@@ -103,6 +104,22 @@ def _apply(values: dict[str, Any], layer: Mapping[str, Any], source: str, base: 
         values[name] = value
 
 
+def _repository_layer(layer: Mapping[str, Any], source: str, root: Path) -> Mapping[str, Any]:
+    """A repository's own settings, checked as untrusted input: its `index_dir` must stay inside
+    the repository (a cloned repository must not make codesearch write elsewhere on the disk, nor
+    send its code to an object store of its choosing)."""
+    index_dir = layer.get("index_dir", layer.get("index-dir"))
+    if isinstance(index_dir, str):
+        inside = not index_dir.startswith("s3://") and not Path(index_dir).is_absolute()
+        resolved = (root / index_dir).resolve()
+        if not inside or resolved == root.resolve() or not resolved.is_relative_to(root.resolve()):
+            raise CodesearchError(
+                f"{source}: 'index_dir' must be a folder inside the repository, got {index_dir!r} "
+                "(set another location in your own config, CODESEARCH_INDEX_DIR or --index)"
+            )
+    return layer
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
@@ -124,10 +141,11 @@ def load_settings(root: Path, overrides: Mapping[str, Any] | None = None) -> Set
     dedicated = root / ".codesearch.toml"
     pyproject = root / "pyproject.toml"
     if dedicated.is_file():
-        _apply(values, _read_toml(dedicated), str(dedicated), base=root)
+        _apply(values, _repository_layer(_read_toml(dedicated), str(dedicated), root), str(dedicated), base=root)
     elif pyproject.is_file():
         section = _read_toml(pyproject).get("tool", {}).get("codesearch", {})
-        _apply(values, section, f"{pyproject} [tool.codesearch]", base=root)
+        source = f"{pyproject} [tool.codesearch]"
+        _apply(values, _repository_layer(section, source, root), source, base=root)
     env = {
         f.name: os.environ[f"CODESEARCH_{f.name.upper()}"]
         for f in fields(Settings)

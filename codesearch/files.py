@@ -29,7 +29,7 @@ from pathspec.patterns.gitignore import GitIgnorePatternError
 from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
 
 from codesearch.errors import CodesearchError
-from codesearch.languages import language_for_path
+from codesearch.languages import language_for_head, language_for_path
 from codesearch.secrets import BUILTIN, SECRET, SecretRules
 
 # What the walk passes over without being told, in one place. Each can be brought back with a `!` rule.
@@ -48,6 +48,7 @@ IGNORE_FILE = ".gitignore"
 CODESEARCH_IGNORE_FILE = ".codesearchignore"
 
 HEAD_BYTES = 4096        # read from each candidate to spot binary, generated and minified files
+SCRIPT_HEAD = 512        # read from a file with no extension to find its #! or mode line
 GENERATED_HEAD = 2048    # generated-code markers must appear this early
 MINIFIED_LINE = 1000     # a line this long near the top of a .js/.css file means it was minified
 BINARY_HEAD = 8192       # a NUL byte this early means binary, as git decides
@@ -67,6 +68,11 @@ class SourceFile:
     size: int
     mtime_ns: int
     language: str
+
+    @property
+    def root(self) -> str:
+        """The real path of the tree the walk found this file in (`abs_path` is root / path)."""
+        return str(self.abs_path)[: -len(self.path) - 1] if self.path else str(self.abs_path)
 
 
 @dataclass
@@ -114,21 +120,26 @@ class IgnoreRules:
     rules: tuple[tuple[re.Pattern[str], bool], ...]   # (expression, ignores?), last line first
     any_rule: re.Pattern[str]                          # all of them at once: most paths match none
     above: str = ""  # for a file above the root: the root's path relative to its directory, "sub/dir/"
+    too_complex: tuple[int, ...] = ()  # numbers of the lines left out because matching them could take too long
 
     @classmethod
     def parse(cls, lines: Iterable[str], base: str = "", above: str = "") -> IgnoreRules:
-        sources, rules = [], []
-        for line in lines:
+        sources, rules, too_complex = [], [], []
+        for number, line in enumerate(lines, start=1):
             try:
                 pattern = GitIgnoreSpecPattern(_spell_out_trailing_globstar(line))
             except GitIgnorePatternError:
                 continue  # git skips a line it cannot parse, such as one ending in a lone backslash
             if pattern.include is not None and pattern.regex is not None:
-                source = rf"(?:{pattern.regex.pattern})\Z"
+                expression = linear_star_runs(pattern.regex.pattern)
+                if expression.count(".+") + expression.count(".*") > MAX_GLOBSTARS:
+                    too_complex.append(number)
+                    continue
+                source = rf"(?:{expression})\Z"
                 rules.append((re.compile(source, pattern.regex.flags), pattern.include))
                 sources.append(_NAMED_GROUP.sub("(?:", source))
         any_rule = re.compile("|".join(sources) or r"(?!)")
-        return cls(base, tuple(reversed(rules)), any_rule, above)
+        return cls(base, tuple(reversed(rules)), any_rule, above, tuple(too_complex))
 
     def verdict(self, path: str, is_dir: bool) -> bool | None:
         """True if the last line matching `path` ignores it, False for a `!` line, None if none match."""
@@ -142,6 +153,30 @@ class IgnoreRules:
 
 
 Layer = tuple[IgnoreRules, ...]  # ignore files of one kind, from the root down
+
+_STAR = "[^/]*"  # pathspec's expression for a `*` inside one path segment
+_FIXED_PIECE = re.compile(r"(?:\\.|\[\^/\]|\[(?!\^)[^\]/]*\]|[^\\()|$/*+?{}\[\].])+")  # literals, `?`, classes
+MAX_GLOBSTARS = 2  # `**` wildcards one ignore line may hold (each more multiplies the worst case by the depth)
+
+
+def linear_star_runs(expression: str) -> str:
+    """Rewrite pathspec's expression of a gitignore line so that Python's backtracking matcher takes
+    linear time on it: in `*a*a*b` every `*` but the last of its segment becomes an atomic lazy
+    match of the fixed piece after it, `(?>[^/]*?a)`. Taking the leftmost place for each piece
+    between two stars never loses a match (the next star absorbs the rest of the segment), so the
+    set of matched paths is unchanged; without this, `*a*a*a...*b` against a long name is
+    exponential and an index never ends."""
+    while _STAR + _STAR in expression:
+        expression = expression.replace(_STAR + _STAR, _STAR)
+    parts = expression.split(_STAR)
+    out = [parts[0]]
+    for i, piece in enumerate(parts[1:], start=1):
+        middle = i < len(parts) - 1  # another star of the same segment follows this piece directly
+        if middle and piece and _FIXED_PIECE.fullmatch(piece):
+            out.append(f"(?>{_STAR}?{piece})")
+        else:
+            out.append(_STAR + piece)
+    return "".join(out)
 
 
 def _spell_out_trailing_globstar(line: str) -> str:
@@ -163,6 +198,8 @@ def _read_rules(path: str, base: str, result: WalkResult, rel: str, above: str =
     except OSError:
         result.skip(rel, "unreadable")
         return None
+    for number in rules.too_complex:  # shown with the skips: the user learns the rule was not applied
+        result.skip(f"{rel}:{number}", "ignore rule too complex")
     return rules if rules.rules else None
 
 
@@ -480,6 +517,25 @@ class _Walker:
     def _wanted_language(self, rel: str) -> str | None:
         language = language_for_path(rel)
         if language is None or (self.languages is not None and language not in self.languages):
+            if language == "c" and rel.endswith(".h") and self.languages and self.languages & {"cpp", "objc"}:
+                return language  # a header is C until its text says C++ or Objective-C (chunking decides)
+            return None
+        return language
+
+    def _script_language(self, entry: os.DirEntry[str], rel: str) -> str | None:
+        """The language of a file with no extension, from its first bytes (languages.language_for_head);
+        None for anything else (a LICENSE, a binary), which is then not code and not counted."""
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or st.st_size == 0 or st.st_size > self.max_file_bytes:
+                return None
+            fd = _open_inside(Path(entry.path), self.root)
+            with os.fdopen(fd, "rb") as f:
+                head = f.read(SCRIPT_HEAD)
+        except (OSError, SkipFile):
+            return None
+        language = language_for_head(head)
+        if language is None or (self.languages is not None and language not in self.languages):
             return None
         return language
 
@@ -500,6 +556,8 @@ class _Walker:
             self.result.skip(rel + "/", reason)  # a linked directory is counted whatever its name
             return
         language = self._wanted_language(rel)
+        if language is None and "." not in entry.name and not reason:
+            language = self._script_language(entry, rel)  # `bin/deploy`: its #! line or mode line tells
         if language is None:
             return
         if st is None and not reason:
@@ -596,8 +654,7 @@ def read_source(
     """
     path = file.abs_path if isinstance(file, SourceFile) else Path(file)
     try:
-        # Non-blocking, so that a FIFO put where the walk saw a file cannot hang the open (or the read).
-        with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as f:
+        with os.fdopen(_open_inside(path, file.root if isinstance(file, SourceFile) else None), "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raise SkipFile("not a regular file", path)
             data = f.read(max_file_bytes + 1)
@@ -617,6 +674,48 @@ def read_source(
     except UnicodeDecodeError:
         raise SkipFile("not utf-8", path) from None
     return text, hashlib.sha256(data).hexdigest()
+
+
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)  # non-blocking: a FIFO cannot hang us
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_inside(path: Path, root: str | None) -> int:
+    """Open a file the walk chose, for reading, so that it cannot lead outside `root` even if it was
+    swapped for a symlink (or a directory above it was) after the walk looked: the last name is
+    opened without following a symlink (a link the walk kept is resolved and checked first), and the
+    file actually opened is checked to lie inside the root. Without a root, any path is opened."""
+    try:
+        fd = os.open(path, _READ_FLAGS | _NOFOLLOW)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        target = os.path.realpath(path)  # a symlink: the walk keeps links to files inside the root
+        if root is not None and not _is_inside(target, root):
+            raise SkipFile("symlink outside root", path) from None
+        fd = os.open(target, _READ_FLAGS | _NOFOLLOW)
+    if root is not None and not _is_inside(_opened_path(fd, path), root):
+        os.close(fd)
+        raise SkipFile("symlink outside root", path)
+    return fd
+
+
+def _opened_path(fd: int, path: Path) -> str:
+    """The real path of the file open as `fd` (Linux names it in /proc; elsewhere the path's real
+    path, checked to be the same file as the one open)."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        real = os.path.realpath(path)
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(real))
+        except OSError:
+            same = False
+        return real if same else ""
+
+
+def _is_inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def screen_secrets(result: WalkResult, secrets: SecretRules | None, max_file_bytes: int = 1_000_000) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -25,12 +26,13 @@ from codesearch.chunking import LANGUAGES, Chunk, chunk_text
 from codesearch.config import Settings
 from codesearch.errors import CodesearchError
 from codesearch.files import NOT_CODE, SkipFile, SourceFile, read_source, scope_of, walk
+from codesearch.indexdir import claim_index_dir, open_lock
 from codesearch.lexical import lexical_text
 from codesearch.model import Encoder, ModelFolder, resolve_model
 from codesearch.objectstore import empty_store, is_remote, open_store
 from codesearch.secrets import fingerprint, rules_for
 from codesearch.store import (
-    SCHEMA_VERSION, DamagedIndex, FileState, IndexMeta, Store, claim_index_dir, replace_meta, row_id,
+    SCHEMA_VERSION, DamagedIndex, FileState, IndexMeta, Store, replace_meta, row_id,
 )
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -48,7 +50,8 @@ class IndexReport:
     files_read: int = 0  # files whose bytes were read this run
     files_changed: int = 0  # files whose chunks were rewritten
     files_deleted: int = 0
-    chunks: int = 0  # chunks in the index after the run
+    chunks: int = 0  # chunks in the index after the run (functions, module-level code, file summaries)
+    functions: int = 0  # of which functions, methods and classes
     chunks_embedded: int = 0
     chunks_reused: int = 0
     windows_embedded: int = 0
@@ -92,12 +95,15 @@ def writer_lock(index_path: Path | str):
         return
     index_path = Path(index_path)
     claim_index_dir(index_path)
-    with open(index_path / "write.lock", "w") as handle:
+    handle = open_lock(index_path / "write.lock")
+    try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise WriterBusy(f"another codesearch process is writing the index at {index_path}") from None
         yield
+    finally:
+        os.close(handle)
 
 
 def chunk_rows(chunk: Chunk, vectors: np.ndarray, repo: str = "", repo_in_ids: bool = False) -> list[dict]:
@@ -272,8 +278,13 @@ class _Run:
         if deleted:
             store.delete_files(deleted)
             self.report.files_deleted = len(deleted)
-        store.finish(changed=bool(pending or deleted or touched or self.report.rebuilt))
-        self.report.chunks = store.counts()["chunks"]
+        found_secrets = bool(self.report.secret_rules)
+        if found_secrets and set(self.report.secret_rules) & set(states):
+            store.purge_history()  # rows that held a secret must not live on in old versions
+        store.finish(changed=bool(pending or deleted or touched or self.report.rebuilt),
+                     drop_replaced=found_secrets and bool(self.report.rebuilt))
+        counts = store.counts()
+        self.report.chunks, self.report.functions = counts["chunks"], counts["functions"]
 
 
     def read(
@@ -398,7 +409,7 @@ def _read_candidates(
         try:
             text, sha = read_source(file, settings.max_file_bytes, rules_for(settings))
             old = states.get(file.path)
-            result = None if old is not None and old.sha256 == sha else chunk_text(text, file.language, file.path)
+            result = None if old is not None and old.sha256 == sha else chunk_text(text, file.language, file.path, cover=True)
         except SkipFile as skip:  # unreadable, binary, ... or a parse that ran out of time
             report.skipped[skip.reason] += 1
             report.skipped_paths.append((file.path, skip.reason))

@@ -219,7 +219,7 @@ class ObjectStore(Store):
         now = time.time()
         for generation in sorted({n.split("/", 1)[0] for n in notes if "/" in n} - {self.tables}):
             retired = notes.get(f"{generation}/retired")
-            if f"{generation}/pending.json" in notes and retired is None:
+            if not keep_retired or (f"{generation}/pending.json" in notes and retired is None):
                 self._drop_generation(generation)
             elif retired is None:
                 self.write_note(f"{generation}/retired", str(now))

@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codesearch.chunking import chunk_text
+from codesearch.chunking import DEFINITION_KINDS, chunk_text
 from codesearch.config import Settings
 from codesearch.errors import CodesearchError
 from codesearch.files import SkipFile, SourceFile, read_source, screen_secrets, walk
@@ -63,6 +63,7 @@ class _Sample:
     bytes: int
     seconds: float  # reading and chunking them
     codes: tuple[tuple[str, bool, str], ...]  # (code, is a class, language) of the functions picked to embed
+    chunks_per_function: float = 1.0  # all chunks embedded (module-level code, file summaries too) per function
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,8 @@ def measure_speed(plan: IndexPlan, settings: Settings, encoder: Encoder | None =
     rate, timed = _embedding_speed(encoder, sample.codes, settings)
     provider = encoder.providers[0].removesuffix("ExecutionProvider")
     note = f"{_counted(plan)}; speed measured on {provider} over {timed} functions"
-    estimate = Estimate(functions, rate, functions / rate + chunk_seconds, provider, note)
+    embedded = functions * sample.chunks_per_function  # module-level code and file summaries are embedded too
+    estimate = Estimate(functions, rate, embedded / rate + chunk_seconds, provider, note)
     return dataclasses.replace(plan, estimate=estimate)
 
 
@@ -202,21 +204,24 @@ def _pick_sample(by_language: dict[str, list[SourceFile]], limit: int) -> list[S
 def _chunk_sample(
     picked: list[SourceFile], by_language: dict[str, list[SourceFile]], settings: Settings
 ) -> tuple[Counter, _Sample]:
-    """Chunk the picked files; estimate each language's functions from its functions per byte."""
+    """Chunk the picked files; estimate each language's functions (functions, methods, classes) from
+    its functions per byte, and how many chunks are embedded per function."""
     found: Counter = Counter()
     sampled_files: Counter = Counter()
     sampled_bytes: Counter = Counter()
     codes: list[tuple[str, bool, str]] = []
+    all_chunks = 0
     started = time.perf_counter()
     for file in picked:
         sampled_files[file.language] += 1
         sampled_bytes[file.language] += file.size
         try:
             text, _ = read_source(file, settings.max_file_bytes, secrets=None)  # screened in plan_index
-            chunks = chunk_text(text, file.language, file.path).chunks
+            chunks = chunk_text(text, file.language, file.path, cover=True).chunks
         except SkipFile:  # unreadable, binary, ... or a parse that ran out of time
             continue  # the indexer would skip it too: no functions
-        found[file.language] += len(chunks)
+        found[file.language] += sum(1 for c in chunks if c.kind in DEFINITION_KINDS)
+        all_chunks += len(chunks)
         codes.extend((c.code, c.kind == "class", c.language) for c in chunks)
     seconds = time.perf_counter() - started
     # A language left out of a small sample is scaled at the rate of all the sampled files.
@@ -229,7 +234,8 @@ def _chunk_sample(
             rate = found[name] / sampled_bytes[name] if sampled_bytes[name] else overall
             functions[name] = round(rate * sum(f.size for f in files))
     picked_codes = random.Random(SAMPLE_SEED).sample(codes, min(len(codes), SPEED_SAMPLE + WARM_UP))
-    sample = _Sample(len(picked), sum(sampled_bytes.values()), seconds, tuple(picked_codes))
+    per_function = all_chunks / sum(found.values()) if sum(found.values()) else 1.0
+    sample = _Sample(len(picked), sum(sampled_bytes.values()), seconds, tuple(picked_codes), per_function)
     return functions, sample
 
 

@@ -8,17 +8,46 @@ from __future__ import annotations
 
 import io
 import json
+import re
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from codesearch import __version__
-from codesearch.clones import CloneGroup, CloneReport
+
+if TYPE_CHECKING:  # annotations only: the CLI imports terminal_safe from here without loading clones (numpy)
+    from codesearch.clones import CloneGroup, CloneReport
 
 FORMATS = ("table", "json", "sarif", "markdown")
 RULE_ID = "codesearch/duplicate-code"
 KIND_TEXT = {"exact": "exact copy", "renamed": "renamed copy", "edited": "edited copy", "similar": "similar code"}
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+
+# What a terminal would act on rather than show: C0 and C1 controls and DEL (ESC starts colour,
+# title, clipboard (OSC 52) and clear-screen sequences; CR overwrites a line), the bidirectional
+# overrides and isolates that reorder what is shown (Trojan Source), and the lone surrogates that
+# stand for a file name's bytes that are not UTF-8 (they cannot be encoded for output at all).
+_UNSAFE_BEYOND_C0 = r"\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE_LINE = re.compile(rf"[\x00-\x1f{_UNSAFE_BEYOND_C0}]")
+_UNSAFE_CODE = re.compile(rf"[\x00-\x08\x0b-\x1f{_UNSAFE_BEYOND_C0}]")  # keeps \t and \n
+
+
+def _escape_char(match: re.Match) -> str:
+    """One unsafe character as Python writes it in a string literal; a surrogate that stands for a
+    byte of a non-UTF-8 name shows that byte (`\\xff`), as the walker's skip list does."""
+    point = ord(match.group())
+    if 0xDC80 <= point <= 0xDCFF:
+        point -= 0xDC00
+    return f"\\x{point:02x}" if point < 0x100 else f"\\u{point:04x}"
+
+
+def terminal_safe(text: str, *, code: bool = False) -> str:
+    """`text` from a repository (a path, a name, code) made safe to print as text: every control
+    character is shown escaped (ESC as `\\x1b`) instead of reaching the terminal; `code` keeps the
+    newlines and tabs that lay code out. JSON output never goes through this: it stays exact."""
+    return (_UNSAFE_CODE if code else _UNSAFE_LINE).sub(_escape_char, text)
 
 
 def render(report: CloneReport, fmt: str, *, color: bool = False, width: int = 120) -> str:
@@ -39,7 +68,8 @@ def _summary(report: CloneReport) -> str:
 
 
 def render_table(report: CloneReport, *, color: bool = False, width: int = 120) -> str:
-    """One row per member, `path:start-end` first; groups separated by a line."""
+    """One row per member, `path:start-end` first; groups separated by a line. Paths and names are
+    plain text (a file named `[red]x.py` is not Rich markup) with control characters escaped."""
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for column in ("group", "location", "function", "lines", "similarity", "type"):
         table.add_column(column, no_wrap=column in ("location", "function"))
@@ -48,15 +78,16 @@ def render_table(report: CloneReport, *, color: bool = False, width: int = 120) 
             first = i == 0
             table.add_row(
                 str(number) if first else "",
-                f"{member.path}:{member.start_line}-{member.end_line}",
-                member.name,
+                Text(terminal_safe(f"{member.path}:{member.start_line}-{member.end_line}")),
+                Text(terminal_safe(member.name)),
                 str(member.end_line - member.start_line + 1),
                 f"{group.similarity:.3f}" if first else "",
                 KIND_TEXT[group.kind] if first else "",
                 end_section=i == len(group.members) - 1,
             )
     buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=color, no_color=not color, width=width, highlight=False)
+    console = Console(file=buffer, force_terminal=color, no_color=not color, width=width, highlight=False,
+                      markup=False, emoji=False)
     if report.groups:
         console.print(table)
     console.print(_summary(report), markup=False)
@@ -163,8 +194,17 @@ def render_markdown(report: CloneReport, **_) -> str:
         lines += [f"**{number}. {KIND_TEXT[group.kind]}**, similarity {group.similarity:.2f}", "",
                   "| location | function | lines |", "| --- | --- | --- |"]
         for m in group.members:
-            name = m.name.replace("|", "\\|")
-            lines.append(f"| `{m.path}:{m.start_line}` | `{name}` | {m.end_line - m.start_line + 1} |")
+            location = _code_span(f"{m.path}:{m.start_line}")
+            lines.append(f"| {location} | {_code_span(m.name)} | {m.end_line - m.start_line + 1} |")
         lines.append("")
     lines.append(f"<sub>{_summary(report)}</sub>")
     return "\n".join(lines) + "\n"
+
+
+def _code_span(text: str) -> str:
+    """`text` as a Markdown code span inside a table cell: control characters escaped, `|` escaped
+    (it would end the cell), and fenced with more backticks than any run inside it."""
+    text = terminal_safe(text).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

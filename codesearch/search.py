@@ -11,9 +11,11 @@ import numpy as np
 from codesearch.config import Settings, load_settings
 from codesearch.errors import CodesearchError
 from codesearch.files import walk
+from codesearch.languages import LANGUAGES
 from codesearch.lexical import lexical_text
 from codesearch.model import Encoder, resolve_model
 from codesearch.objectstore import open_store
+from codesearch.ranking import rerank, symbol_of
 from codesearch.store import REPO, SCHEMA_VERSION, Store, glob_to_like, sql_in, sql_str
 
 def candidate_pool(k: int) -> int:
@@ -73,6 +75,8 @@ def hybrid_fuse(
 
 
 MODES = ("hybrid", "semantic", "lexical")
+MAX_K = 10_000  # hits per query; checked first, since LanceDB fails on a huge limit as if the index were damaged
+MAX_LINE = 2**31 - 1  # line numbers are int32 in the store; a larger literal fails the whole predicate
 CENTER_PRIOR_ROWS = 100  # an index of n rows subtracts n / (n + this) of its mean vector in a clone query
 
 
@@ -88,8 +92,38 @@ def clone_center(mean: np.ndarray, rows: int) -> np.ndarray:
 def _check(mode: str, k: int) -> None:
     if mode not in MODES:
         raise CodesearchError(f"unknown mode {mode!r} (use {', '.join(MODES)})")
+    check_k(k)
+
+
+def check_k(k: int) -> None:
+    """Refuse a number of hits outside 1..MAX_K."""
     if k < 1:
         raise CodesearchError("k must be at least 1")
+    if k > MAX_K:
+        raise CodesearchError(f"k must be at most {MAX_K:,} (got {k:,})")
+
+
+def check_utf8(value: str, what: str) -> None:
+    """Refuse text holding lone surrogates (the bytes of a non-UTF-8 argument, as Python decodes them):
+    no index holds such text, and LanceDB would fail on it as if the index were damaged."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise CodesearchError(f"{what} {shown!r} is not valid UTF-8") from None
+
+
+def check_filters(languages: Sequence[str] = (), path: str | None = None, repo: str | None = None) -> None:
+    """Check filter values before they reach the store: languages must be supported ones, and every
+    value valid UTF-8. (Quotes are harmless: the filter quotes each value as a SQL literal.)"""
+    for language in languages:
+        if language not in LANGUAGES:
+            check_utf8(language, "language")
+            raise CodesearchError(f"unknown language {language!r} (supported: {', '.join(LANGUAGES)})")
+    if path is not None:
+        check_utf8(path, "path filter")
+    if repo is not None:
+        check_utf8(repo, "repository name")
 
 
 @dataclass(frozen=True)
@@ -109,6 +143,7 @@ class Hit:
     code: str
     chunk_id: str
     repo: str = ""  # the repository the function is in ("" in an index made before repositories were named)
+    explain: str = ""  # a hybrid query's signals that moved this hit (ranking.rerank), for --explain
 
 
 @dataclass(frozen=True)
@@ -177,13 +212,19 @@ class Index:
         languages: Sequence[str] = (),
         path: str | None = None,
         repo: str | None = None,
+        exclude: Sequence[str] = (),
+        include_tests: bool = False,
     ) -> list[Hit]:
         """Functions matching a natural-language (or identifier) query, best first; `repo` keeps one
-        repository's functions (in an index several repositories share)."""
+        repository's functions (in an index several repositories share), `exclude` drops paths
+        matching any of its globs. A hybrid query adds the code-aware signals of ranking.py to the
+        fusion (`include_tests` turns off the down-ranking of tests, examples and stubs); each hit's
+        `explain` says what moved it."""
         if not text.strip():
             raise CodesearchError("empty query")
+        check_utf8(text, "query")
         _check(mode, k)
-        where = self._filter(languages, path, repo)
+        where = self._filter(languages, path, repo, exclude)
         pool = candidate_pool(k)
         rankings: list[list[tuple[str, float]]] = []  # (chunk id, score) best first, per retriever
         rows: dict[str, dict] = {}
@@ -198,11 +239,20 @@ class Index:
                 rows.setdefault(row["chunk_id"], row)
                 lexical.setdefault(row["chunk_id"], float(row.get("_score", 0.0)))
             rankings.append(list(lexical.items()))
-        if mode == "hybrid":
-            ranked = hybrid_fuse(*rankings, self.encoder.folder.hybrid_weight, complete=len(found) < pool)
-        else:
-            ranked = rankings[0]
-        return [_hit(rank, score, rows[cid]) for rank, (cid, score) in enumerate(ranked[:k], start=1)]
+        if mode != "hybrid":
+            return [_hit(rank, score, rows[cid]) for rank, (cid, score) in enumerate(rankings[0][:k], start=1)]
+        fused = hybrid_fuse(*rankings, self.encoder.folder.hybrid_weight, complete=len(found) < pool)
+        symbol = symbol_of(text)
+        if symbol is not None:  # its definitions are candidates even where neither retriever found them
+            floor = min((score for _, score in fused), default=0.0)
+            known = {cid for cid, _ in fused}
+            for row in self.store.definitions(symbol.last, where):
+                if row["chunk_id"] not in known:
+                    rows.setdefault(row["chunk_id"], row)
+                    fused.append((row["chunk_id"], floor))
+                    known.add(row["chunk_id"])
+        ranked = rerank(text, fused, rows, include_tests=include_tests)
+        return [_hit(rank, r.score, rows[r.chunk_id], r.explain) for rank, r in enumerate(ranked[:k], start=1)]
 
     # --- code -> code ----------------------------------------------------------------------------
 
@@ -227,10 +277,12 @@ class Index:
         """
         if not code.strip():
             raise CodesearchError("empty code")
+        check_utf8(code, "code")
         _check(mode, k)
+        where = self._filter(languages, path, repo)
         windows = (np.zeros((0, 0), np.float32) if mode == "lexical"
                    else self.encoder.embed_texts([code], kind="code", overlap=self.settings.window_overlap)[0])
-        return self._similar_to(windows, k, self._filter(languages, path, repo), exclude, mode=mode, code=code)
+        return self._similar_to(windows, k, where, exclude, mode=mode, code=code)
 
     def similar_at(
         self, file: str, line: int, k: int = 10, *, mode: str = "hybrid", languages: Sequence[str] = (),
@@ -238,8 +290,12 @@ class Index:
     ) -> tuple[Hit, list[Hit]]:
         """The function at `file:line` and the functions most like it."""
         _check(mode, k)
+        if not 1 <= line <= MAX_LINE:
+            raise CodesearchError(f"line {line} is out of range (lines are numbered from 1 to {MAX_LINE:,})")
         rel = _relative(self.root, file)
+        check_utf8(rel, "path")
         found = self._this_repo(self.store.chunks_at(rel, line), repo)
+        found = [row for row in found if row["kind"] != "file"]  # the summary stands for the file, not a line
         if not found:
             raise CodesearchError(f"no indexed function at {rel}:{line}")
         target = found[0]
@@ -258,12 +314,12 @@ class Index:
         for cid, rows in by_chunk.items():
             rows.sort(key=lambda r: r["window"])
             this = _hit(0, 1.0, rows[0])
-            if this.kind == "class":
+            if this.kind not in ("function", "method"):  # classes, module-level code, file summaries
                 continue
             windows = np.asarray([r["vector"] for r in rows], dtype=np.float32)
             alike = [
                 hit for hit in self._similar_to(windows, k, None, cid)
-                if hit.score >= threshold and hit.kind != "class" and not _nested(hit, this)
+                if hit.score >= threshold and hit.kind in ("function", "method") and not _nested(hit, this)
             ]
             if alike:
                 found.append((this, alike))
@@ -304,8 +360,13 @@ class Index:
         wanted = repo or self.settings.repo(self.root)
         return [r for r in rows if r.get(REPO) == wanted] or rows
 
-    def _filter(self, languages: Sequence[str], path: str | None, repo: str | None) -> str | None:
-        where = _filter(languages, path)
+    def _filter(
+        self, languages: Sequence[str], path: str | None, repo: str | None, exclude: Sequence[str] = ()
+    ) -> str | None:
+        check_filters(languages, path, repo)
+        for glob in exclude:
+            check_utf8(glob, "exclude glob")
+        where = _filter(languages, path, exclude)
         if repo is None:
             return where
         if not self.store.has_repo_column():
@@ -350,12 +411,13 @@ class Index:
         )
 
 
-def _filter(languages: Sequence[str], path: str | None) -> str | None:
+def _filter(languages: Sequence[str], path: str | None, exclude: Sequence[str] = ()) -> str | None:
     parts = []
     if languages:
         parts.append(sql_in("language", languages))
     if path:
         parts.append(f"path LIKE {sql_str(glob_to_like(path))}")
+    parts.extend(f"NOT (path LIKE {sql_str(glob_to_like(glob))})" for glob in exclude)
     return " AND ".join(parts) or None
 
 
@@ -370,7 +432,7 @@ def _best_per_chunk(found: list[dict], rows: dict[str, dict]) -> list[tuple[str,
     return list(best.items())
 
 
-def _hit(rank: int, score: float, row: dict) -> Hit:
+def _hit(rank: int, score: float, row: dict, explain: str = "") -> Hit:
     return Hit(
         rank=rank,
         score=round(float(score), 6) + 0.0,  # + 0.0: no "-0.000" for a fused score of zero
@@ -385,6 +447,7 @@ def _hit(rank: int, score: float, row: dict) -> Hit:
         code=row["code"],
         chunk_id=row["chunk_id"],
         repo=row.get("repo") or "",
+        explain=explain,
     )
 
 

@@ -2,7 +2,8 @@
 
 Layout of an index directory (`.codesearch/` by default, created user-only):
 
-    CACHEDIR.TAG     marks the folder as ours (backup tools skip it; we refuse to write in a folder without it)
+    CACHEDIR.TAG     marks the folder as ours (backup tools skip it); it carries a code only this user's
+                     codesearch can make for this folder, and a folder without it is never used (indexdir.py)
     meta.json        schema version, the model and windowing the vectors were made with, and which
                      generation folder holds the tables
     db-<id>/         a generation: chunks.lance (one row per embedded window of a chunk) and
@@ -20,6 +21,7 @@ when no reader that opened it can still be reading.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -28,6 +30,7 @@ import re
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -37,15 +40,13 @@ import numpy as np
 import pyarrow as pa
 
 from codesearch.errors import CodesearchError
+from codesearch.indexdir import MARKER, claim_index_dir, is_index_dir, read_small, touch, verify_index_dir, write_atomic
+
+__all__ = ["MARKER", "claim_index_dir", "is_index_dir"]  # kept here for the modules that import them from the store
 
 SCHEMA_VERSION = 2  # 2: tables in a generation folder named by meta.json (1: always db/)
 CHUNKS = "chunks"
 FILES = "files"
-MARKER = "CACHEDIR.TAG"
-_MARKER_TEXT = (
-    "Signature: 8a477f597d28d172789f06886806bc55\n"
-    "# This folder is a codesearch index (https://bford.info/cachedir/): it can be rebuilt.\n"
-)
 _PENDING = "pending.json"  # in a generation that is being built and not yet named by meta.json
 _RETIRED = "retired"  # in a generation meta.json no longer names; its mtime is when
 _RETIRE_AFTER_S = 60.0  # a reader that opened a generation gets this long before it is deleted
@@ -174,62 +175,34 @@ def _guarded(method):
         except CodesearchError:
             raise
         except Exception as exc:  # lancedb raises untyped errors (OSError, RuntimeError, ValueError...)
-            raise self.damaged(exc) from None
+            raise self.failure(exc) from None
 
     return wrapper
 
 
-def is_index_dir(path: Path) -> bool:
-    """Whether `path` is a folder codesearch made (its marker, or the meta.json of an older index)."""
-    marker = path / MARKER
-    try:
-        if marker.is_file() and "codesearch" in marker.read_text(encoding="utf-8", errors="replace"):
-            return True
-    except OSError:
-        pass
-    return (path / "meta.json").is_file()
+class DiskFull(CodesearchError):
+    """The disk that holds the index has no space left: nothing is damaged, a later run finishes the work."""
 
 
-_OUR_FILE = re.compile(r"(?:meta\.json|write\.lock|secret-rules(?:-[0-9a-f]{16})?|vector-index\.json|CACHEDIR\.TAG)(?:\.tmp)?")
-
-
-def _only_our_leftovers(path: Path) -> bool:
-    """Whether every entry of `path` is something codesearch writes there: what is left when the
-    folder is deleted (`rm -rf`) while a writer is still putting generation files in it."""
-    try:
-        return all(e.name == "db" or e.name.startswith("db-") if e.is_dir() else bool(_OUR_FILE.fullmatch(e.name))
-                   for e in path.iterdir())
-    except OSError:
-        return False
-
-
-def claim_index_dir(path: Path) -> None:
-    """Create the index folder user-only, or check that an existing one is ours: codesearch never
-    writes in, or deletes from, a folder it did not make (an `index_dir` pointing at user files)."""
-    if path.exists():
-        if not path.is_dir():
-            raise CodesearchError(f"index location {path} is a file, not a folder")
-        if not is_index_dir(path):
-            if any(path.iterdir()) and not _only_our_leftovers(path):
-                raise CodesearchError(
-                    f"{path} is not a codesearch index and is not empty: refusing to write there "
-                    "(choose another index_dir)"
-                )
-        else:
-            if (path / MARKER).is_file():
-                return
-    else:
-        path.mkdir(parents=True, mode=0o700)
-    os.chmod(path, 0o700)
-    tmp = path / (MARKER + ".tmp")
-    tmp.write_text(_MARKER_TEXT, encoding="utf-8")
-    os.replace(tmp, path / MARKER)
+def _errno_of(exc: BaseException) -> int | None:
+    """The OS error number behind an exception, also when LanceDB wraps it in text ("(os error 28)")."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.errno
+    found = re.search(r"\(os error (\d+)\)", str(exc))
+    if found:
+        return int(found.group(1))
+    if "No space left on device" in str(exc):
+        return errno.ENOSPC
+    return None
 
 
 def generations(path: Path) -> list[Path]:
     """The generation folders in an index folder (`db` is an older index's single one)."""
     try:
-        return sorted(p for p in path.iterdir() if p.is_dir() and (p.name == "db" or p.name.startswith("db-")))
+        return sorted(
+            p for p in path.iterdir()
+            if (p.name == "db" or p.name.startswith("db-")) and p.is_dir() and not p.is_symlink()
+        )
     except OSError:
         return []
 
@@ -258,8 +231,8 @@ class Store:
         """
         if create:
             claim_index_dir(path)
-        elif not path.is_dir():
-            raise CodesearchError(f"no index at {path}: run `codesearch index` first")
+        else:
+            verify_index_dir(path)
         meta = read_meta(path)
         if meta is None and not create:
             raise CodesearchError(f"no index at {path}: run `codesearch index` first")
@@ -268,6 +241,23 @@ class Store:
             raise DamagedIndex(f"index at {path} is damaged (its tables folder {tables} is missing): "
                                "run `codesearch index --rebuild`")
         return cls(path, _connect(path, tables, live) if meta is not None else None, meta, tables)
+
+    def failure(self, exc: BaseException) -> CodesearchError:
+        """The error to report for an exception LanceDB or Arrow raised on this index. Only what is
+        left says "damaged": a full disk, a permission problem and text that cannot be encoded are
+        named as what they are (none of them is cured by a rebuild)."""
+        number = _errno_of(exc)
+        if number in (errno.ENOSPC, errno.EDQUOT):
+            return DiskFull(f"no space left on the device holding the index at {self.path}: free some space "
+                            "and run again (the index is left as it was before this write)")
+        if number in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return CodesearchError(f"cannot use the index at {self.path}: {os.strerror(number)}")
+        if isinstance(exc, OverflowError):
+            return CodesearchError(f"a number given is out of range ({str(exc).splitlines()[0][:100]})")
+        if isinstance(exc, UnicodeError):
+            return CodesearchError("text holds characters that are not valid Unicode (a lone surrogate): "
+                                   "nothing was searched")
+        return self.damaged(exc)
 
     def damaged(self, exc: BaseException) -> DamagedIndex:
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
@@ -281,6 +271,7 @@ class Store:
         self.begin(meta, resume=False)
         self.write_meta(self.meta)
 
+    @_guarded
     def begin(self, meta: IndexMeta, *, resume: bool = True) -> bool:
         """Switch this store to a generation for `meta` that meta.json does not name yet: an
         interrupted one made for the same vectors (when `resume`), else a new empty one.
@@ -310,11 +301,13 @@ class Store:
         self.db.create_table(FILES, schema=FILE_SCHEMA)
         return False
 
+    @_guarded
     def write_meta(self, meta: IndexMeta) -> None:
         """Replace meta.json atomically; naming a generation there makes it the index readers see."""
         _write_json(self.path / "meta.json", asdict(meta))
         self.meta = meta
 
+    @_guarded
     def drop_old_generations(self, keep_retired: bool = True) -> None:
         """Delete generations meta.json no longer names: unfinished ones at once, replaced ones once
         `_RETIRE_AFTER_S` have passed since they were replaced (a reader may still be on one)."""
@@ -323,11 +316,11 @@ class Store:
             if folder.name == self.tables:
                 continue
             retired = folder / _RETIRED
-            if (folder / _PENDING).exists() and not retired.exists():
-                shutil.rmtree(folder, ignore_errors=True)  # an abandoned build of another kind
+            if not keep_retired or ((folder / _PENDING).exists() and not retired.exists()):
+                shutil.rmtree(folder, ignore_errors=True)  # an abandoned build of another kind, or asked for
                 continue
             if not retired.exists():
-                retired.touch()
+                touch(retired)
                 continue
             if not keep_retired or now - retired.stat().st_mtime > _RETIRE_AFTER_S:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -357,16 +350,12 @@ class Store:
 
     def read_note(self, name: str) -> str:
         """A small text file kept in the index folder beside meta.json ("" when there is none)."""
-        try:
-            return (self.path / name).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
-            return ""
+        return (read_small(self.path / name) or "").strip()
 
+    @_guarded
     def write_note(self, name: str, text: str) -> None:
         """Write a small file in the index folder atomically (a crash leaves the old one or none)."""
-        temporary = self.path / (name + ".tmp")
-        temporary.write_text(text + "\n", encoding="utf-8")
-        temporary.replace(self.path / name)
+        write_atomic(self.path / name, text + "\n")
 
     # --- repositories ----------------------------------------------------------------------------
 
@@ -475,8 +464,25 @@ class Store:
             self.files.delete(self._in_repo(sql_in("path", batch)))
 
     @_guarded
-    def finish(self, changed: bool = True) -> None:
-        """After a run: index new rows for full-text search, compact, drop old versions, mark complete."""
+    def purge_history(self) -> None:
+        """Make rows deleted from the chunk table unreadable at once: every row still in it is written
+        again into new files, and every older version, index file and replaced generation is deleted
+        now rather than a minute later. For rows that held a secret (LanceDB only marks a deleted row
+        as deleted; its bytes stay in the data file, and old versions keep it for their readers).
+        A reader still on an older version fails its next read and opens the index again."""
+        table = self.chunks
+        table.add(table.to_arrow(), mode="overwrite")  # drops the full-text index too: finish() makes it again
+        self._vectors = self._mean = None
+        self._ann = None
+        with warnings.catch_warnings():  # LanceDB warns that older readers will fail: that is the point
+            warnings.simplefilter("ignore", UserWarning)
+            for table in (self.chunks, self.files):
+                table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+
+    @_guarded
+    def finish(self, changed: bool = True, drop_replaced: bool = False) -> None:
+        """After a run: index new rows for full-text search, compact, drop old versions, mark complete.
+        `drop_replaced` deletes the generations this one replaces at once (they may hold a secret)."""
         chunks = self.chunks
         if not any(ix.index_type == "FTS" for ix in chunks.list_indices()):
             chunks.create_index("lexical", config=full_text_config(), replace=True)
@@ -488,7 +494,7 @@ class Store:
             maintain(self)  # past ann.ANN_MIN_ROWS rows: a vector index, trusted once its recall is measured
         self.write_meta(replace_meta(self.meta, updated_at=time.time(), complete=True, tables=self.tables))
         self._clear_pending()  # named in meta.json now
-        self.drop_old_generations()
+        self.drop_old_generations(keep_retired=not drop_replaced)
 
     def _clear_pending(self) -> None:
         (self.path / self.tables / _PENDING).unlink(missing_ok=True)
@@ -600,6 +606,17 @@ class Store:
         return query.select(self._hit_columns() + ["_score"]).limit(limit).to_list()
 
     @_guarded
+    def definitions(self, name: str, where: str | None, limit: int = 50) -> list[dict]:
+        """Window-0 rows of the chunks named `name`, or `Something.name`, whatever the case: the
+        candidates for a query that names a symbol (ranking.symbol_of)."""
+        lowered = name.lower()
+        escaped = lowered.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        predicate = f"window = 0 AND (lower(name) = {sql_str(lowered)} OR lower(name) LIKE {sql_str('%.' + escaped)})"
+        if where:
+            predicate += f" AND ({where})"
+        return self.chunks.search().where(predicate).select(self._hit_columns()).limit(limit).to_list()
+
+    @_guarded
     def chunks_at(self, path: str, line: int) -> list[dict]:
         """Window-0 rows of the chunks of `path` that contain `line`, innermost first."""
         rows = (
@@ -631,6 +648,7 @@ class Store:
         return {
             "files": self.files.count_rows(),
             "chunks": chunks.count_rows("window = 0"),
+            "functions": chunks.count_rows("window = 0 AND kind IN ('function', 'method', 'class')"),
             "rows": chunks.count_rows(),
         }
 
@@ -687,9 +705,7 @@ def replace_meta(meta: IndexMeta, **changes) -> IndexMeta:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def _connect(path: Path, tables: str, live: bool):
@@ -703,18 +719,20 @@ def _connect(path: Path, tables: str, live: bool):
 
 def _read_pending(folder: Path) -> IndexMeta | None:
     try:
-        return IndexMeta(**json.loads((folder / _PENDING).read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
+        return IndexMeta(**json.loads(read_small(folder / _PENDING) or "null"))
+    except (ValueError, TypeError):
         return None
 
 
 def read_meta(path: Path) -> IndexMeta | None:
     """The index's meta.json, or None when there is none; a clear error when it is unreadable."""
     file = path / "meta.json"
-    if not file.exists():
+    if not os.path.lexists(file):
         return None
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-        return IndexMeta(**data)
-    except (OSError, ValueError, TypeError) as exc:
+        text = read_small(file)
+        if text is None:
+            raise ValueError("not a regular file of ours")
+        return IndexMeta(**json.loads(text))
+    except (ValueError, TypeError) as exc:
         raise DamagedIndex(f"index at {path} has a damaged meta.json ({exc}): run `codesearch index --rebuild`")

@@ -22,8 +22,13 @@ from codesearch.search import MODES, Hit, IndexStatus
 
 SNIPPET_LINES = 8  # lines of code sent with each hit
 MAX_K = 1000
+MAX_QUERY_CHARS = 2_000  # a search query (README): longer ones are refused, not embedded for minutes
+MAX_CODE_CHARS = 100_000  # the code of codesearch/similar (about 2,500 lines)
 
-_SYMBOL_KINDS = {"function": types.SymbolKind.Function, "method": types.SymbolKind.Method, "class": types.SymbolKind.Class}
+_SYMBOL_KINDS = {
+    "function": types.SymbolKind.Function, "method": types.SymbolKind.Method, "class": types.SymbolKind.Class,
+    "module": types.SymbolKind.Module, "file": types.SymbolKind.File,  # module-level code, a file's summary
+}
 
 
 # --- requests ------------------------------------------------------------------------------------
@@ -66,6 +71,7 @@ def search_request(params: Any) -> SearchRequest:
     query = data.get("query")
     if not isinstance(query, str) or not query.strip():
         raise JsonRpcInvalidParams("'query' must be a non-empty string")
+    query = query_text(query, "query")
     mode = data.get("mode") or "hybrid"
     if mode not in MODES:
         raise JsonRpcInvalidParams(f"'mode' must be one of {', '.join(MODES)}, got {mode!r}")
@@ -73,9 +79,13 @@ def search_request(params: Any) -> SearchRequest:
     languages = (lang,) if isinstance(lang, str) else lang
     if not isinstance(languages, (list, tuple)) or not all(isinstance(x, str) for x in languages):
         raise JsonRpcInvalidParams("'lang' must be a language name or a list of them")
+    for language in languages:
+        query_text(language, "lang")
     path = data.get("path")
     if path is not None and not isinstance(path, str):
         raise JsonRpcInvalidParams("'path' must be a glob string")
+    if path is not None:
+        query_text(path, "path")
     return SearchRequest(query, _k(data), mode, tuple(languages), path or None)
 
 
@@ -89,13 +99,32 @@ def similar_request(params: Any) -> SimilarRequest:
     if mode not in MODES:
         raise JsonRpcInvalidParams(f"'mode' must be one of {', '.join(MODES)}, got {mode!r}")
     if isinstance(code, str) and code.strip() and uri is None:
+        code = query_text(code, "code", MAX_CODE_CHARS)
         return SimilarRequest(code=code, k=_k(data), threshold=float(threshold), mode=mode)
     if not isinstance(uri, str) or not isinstance(position, dict):
         raise JsonRpcInvalidParams("give 'uri' and 'position' ({line, character}), or a non-empty 'code'")
+    uri = query_text(uri, "uri")
     line = position.get("line")
     if not isinstance(line, int) or isinstance(line, bool) or line < 0:
         raise JsonRpcInvalidParams("'position.line' must be a 0-based line number")
     return SimilarRequest(uri=uri, line=line + 1, k=_k(data), threshold=float(threshold), mode=mode)
+
+
+def query_text(text: str, name: str, limit: int = MAX_QUERY_CHARS) -> str:
+    """`text` when it is valid Unicode of at most `limit` characters: a lone surrogate (which JSON can
+    carry, and the tokenizer cannot take) or an endless query is the request's fault, not the index's."""
+    if len(text) > limit:
+        raise JsonRpcInvalidParams(f"'{name}' is {len(text):,} characters long: the limit is {limit:,}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise JsonRpcInvalidParams(f"'{name}' holds a lone surrogate (\\u{ord(text[_first_surrogate(text)]):04x}), "
+                                   "which is not Unicode text") from None
+    return text
+
+
+def _first_surrogate(text: str) -> int:
+    return next(i for i, ch in enumerate(text) if 0xD800 <= ord(ch) <= 0xDFFF)
 
 
 def _object(params: Any) -> dict:

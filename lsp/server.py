@@ -15,6 +15,11 @@ and the same as workspace/executeCommand: codesearch.search, codesearch.similar 
 or positional values), and codesearch.reindex (walks every folder again; returns when done).
 Code lenses ("2 similar") carry the command codesearch.similar with the params that return exactly
 those functions, plus their locations.
+
+Around the handlers: lsp.session reads the base protocol strictly and answers every request (limits
+and rules there and in README "Who may connect to the language server"), lsp.transport listens on a
+Unix socket or a loopback port with one session process per connection, and lsp.access decides who
+may connect and which workspace folders are served (only directories the server's user owns).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from codesearch import __version__
@@ -41,9 +46,10 @@ from codesearch.daemon import Listener, LiveIndex
 from codesearch.errors import CodesearchError
 from codesearch.indexer import IndexReport
 from codesearch.search import Hit, Index
-from lsp import convert
+from lsp import access, convert, transport
 from lsp.convert import SearchRequest, SimilarRequest
 from lsp.options import ServerOptions, parse_options
+from lsp.session import Session
 
 log = logging.getLogger("codesearch.lsp")
 
@@ -66,6 +72,8 @@ class CodesearchServer(LanguageServer):
         self.roots: list[Path] = []
         self.folders: dict[Path, LiveIndex] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.refused: list[str] = []  # why workspace folders were not served (lsp.access), shown once initialized
+        self.owned_folders_only = False  # a session a listener started serves only folders its user owns
         self._lock = threading.Lock()  # guards `folders` against the thread pool
 
     # --- folders ---------------------------------------------------------------------------------
@@ -124,6 +132,9 @@ class CodesearchServer(LanguageServer):
                 return question(index)
         except CodesearchError as exc:
             raise JsonRpcInvalidParams(str(exc)) from None
+        except (TypeError, UnicodeError) as exc:  # about the request, not the index: nothing to rebuild
+            log.exception("query on %s failed", live.root)
+            raise JsonRpcInternalError(f"codesearch could not answer this request: {exc}") from None
         except Exception as exc:  # the index changed under us (deleted, damaged): rebuild it
             log.exception("query on %s failed", live.root)
             live.sync()
@@ -276,11 +287,12 @@ def folder_settings(root: Path, options: ServerOptions) -> Settings:
 
 
 def workspace_roots(params: types.InitializeParams) -> list[Path]:
+    """The folders the client asks for (workspaceFolders, else rootUri, else rootPath), unchecked."""
     uris = [folder.uri for folder in params.workspace_folders or []] or [params.root_uri or ""]
     paths = [convert.uri_path(uri) for uri in uris if uri]
     if not paths and params.root_path:
         paths = [Path(params.root_path)]
-    return [path for path in paths if path is not None and path.is_dir()]
+    return [path for path in paths if path is not None]
 
 
 server = CodesearchServer()
@@ -294,16 +306,26 @@ def initialize(ls: CodesearchServer, params: types.InitializeParams) -> None:
     ls.options, warnings = parse_options(params.initialization_options)
     for warning in warnings:
         ls.warn(warning)
-    ls.roots = workspace_roots(params)
+    ls.roots, ls.refused = [], []
+    for root in workspace_roots(params):
+        if (refusal := access.folder_refusal(root, owned_only=ls.owned_folders_only)) is None:
+            ls.roots.append(root)
+        else:  # never opened: see access.folder_refusal and README "Who may connect"
+            ls.refused.append(refusal)
+            ls.warn(refusal)
 
 
 @server.feature(types.INITIALIZED)
-async def initialized(ls: CodesearchServer, params: types.InitializedParams) -> None:
+def initialized(ls: CodesearchServer, params: types.InitializedParams) -> None:
+    # Run on the protocol's loop before the next message is taken: a request sent right after
+    # `initialized` already finds the folders open.
     ls.loop = asyncio.get_running_loop()
     if ls.supports("workspace.did_change_watched_files.dynamic_registration"):
         watchers = types.DidChangeWatchedFilesRegistrationOptions([types.FileSystemWatcher("**/*")])
         registration = types.Registration(str(uuid.uuid4()), types.WORKSPACE_DID_CHANGE_WATCHED_FILES, watchers)
         ls.client_register_capability(types.RegistrationParams([registration]))
+    for refusal in ls.refused:
+        ls.window_show_message(types.ShowMessageParams(types.MessageType.Warning, f"codesearch: {refusal}"))
     for root in ls.roots:
         ls.open_folder(root)
 
@@ -322,7 +344,11 @@ def did_change_folders(ls: CodesearchServer, params: types.DidChangeWorkspaceFol
         if live is not None:
             live.close()
     for folder in params.event.added:
-        if (path := convert.uri_path(folder.uri)) is not None and path.is_dir():
+        if (path := convert.uri_path(folder.uri)) is None:
+            continue
+        if (refusal := access.folder_refusal(path, owned_only=ls.owned_folders_only)) is not None:
+            ls.warn(refusal, show=True)
+        else:
             ls.open_folder(path)
 
 
@@ -377,8 +403,9 @@ def did_close(ls: CodesearchServer, params: types.DidCloseTextDocumentParams) ->
 def workspace_symbol(ls: CodesearchServer, params: types.WorkspaceSymbolParams) -> list[types.SymbolInformation]:
     if not params.query.strip():
         return []  # editors ask with "" first: listing every function helps no one
+    query = convert.query_text(params.query, "query")
     try:
-        found = ls.search(SearchRequest(params.query, k=SYMBOL_RESULTS))
+        found = ls.search(SearchRequest(query, k=SYMBOL_RESULTS))
     except RequestFailed:
         return []  # no index yet: an empty list, as for any other not-yet-known symbol
     return [convert.symbol_information(hit, root) for root, hit in found]
@@ -457,19 +484,41 @@ def reindex_command(ls: CodesearchServer, *args: Any) -> dict:
 
 
 def _not_a_bad_request(record: logging.LogRecord) -> bool:
-    """Keep pygls from logging a traceback for each error we answer on purpose (bad params, no index)."""
+    """Keep pygls from logging a traceback for each error we answer on purpose (bad params, no index;
+    params that do not fit their method, which lsp.session reports in one line)."""
+    if str(record.msg).startswith("Unable to deserialize message"):
+        return False
     return not (record.exc_info and isinstance(record.exc_info[1], JsonRpcException))
 
 
-def start(*, tcp: bool = False, host: str = "127.0.0.1", port: int = 2087) -> None:
-    """Serve on stdio (what editors start), or on a TCP port of `host` (localhost only by default)."""
+def start(*, socket_path: str | None = None, tcp: bool = False, host: str = "127.0.0.1", port: int = 2087,
+          token_fd: int | None = None, listened: bool = False) -> None:
+    """Serve one client on stdio (what editors start), or listen: on a Unix socket (`socket_path`, ""
+    for the default one) or on a TCP port of `host` (loopback), one session process per connection
+    (lsp.transport). `token_fd` is the pipe a TCP listener hands its session the token on; `listened`
+    marks such a session, which serves only folders the server's user owns (access.folder_refusal)."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="codesearch lsp: %(levelname)s: %(message)s")
     logging.getLogger("pygls.protocol.json_rpc").addFilter(_not_a_bad_request)
+    if socket_path is not None:
+        transport.serve_unix(socket_path)
+        return
+    if tcp:
+        transport.serve_tcp(host, port)
+        return
+    token = access.read_token(token_fd) if token_fd is not None else None
+    server.owned_folders_only = listened
     # lancedb takes seconds to import: start now, while the editor is still getting ready to initialize.
     threading.Thread(target=importlib.import_module, args=("lancedb",), daemon=True).start()
-    if tcp:
-        server.start_tcp(host, port)
-        return
-    stdout = sys.stdout.buffer
-    sys.stdout = sys.stderr  # a stray print must not corrupt the protocol stream
-    server.start_io(sys.stdin.buffer, stdout)
+    Session(server, *_protocol_fds(), token=token).run()
+
+
+def _protocol_fds() -> tuple[int, int]:
+    """Private copies of stdin and stdout for the protocol; fd 0 becomes /dev/null and fd 1 stderr, so
+    that a stray print or a library's output cannot corrupt the stream."""
+    read_fd, write_fd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return read_fd, write_fd

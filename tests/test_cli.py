@@ -21,7 +21,7 @@ def indexed(repo, run, monkeypatch):
 def test_index_prints_a_summary(repo, run):
     code, out, err = run("index", str(repo))
     assert code == 0
-    assert "indexed 12 files" in out and "functions embedded" in out and "skipped: none" in out
+    assert "indexed 12 files" in out and "chunks embedded" in out and "skipped: none" in out
 
 
 def test_index_json_reports_skips_by_reason(repo, run):

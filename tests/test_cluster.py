@@ -46,7 +46,8 @@ def test_a_cluster_index_equals_a_single_machine_index_and_is_incremental(ray_cl
     target = next(repo.glob("py/*.py"))
     target.write_text(target.read_text() + "\n\ndef brand_new_helper(x):\n    return x * 2\n", encoding="utf-8")
     changed = build_index_on_cluster(repo, on_cluster, "auto", workers=2)
-    assert (changed.files_read, changed.files_changed, changed.chunks_embedded) == (1, 1, 1)
+    # the new function, and the file's summary chunk, which lists it among the file's names
+    assert (changed.files_read, changed.files_changed, changed.chunks_embedded) == (1, 1, 2)
     hits = Index.open(repo, on_cluster).search("brand_new_helper", k=1, mode="lexical")
     assert hits[0].name == "brand_new_helper"
 

@@ -139,20 +139,17 @@ def test_a_foreign_index_dir_is_never_written(run, repo):
     assert sorted(p.name for p in user_dir.iterdir()) == ["db", "meta.txt"]
 
 
-def test_an_index_dir_deleted_while_written_is_taken_back(run, repo):
-    # `rm -rf .codesearch` racing a writer can leave only generation files, without the marker.
+def test_an_index_dir_left_without_its_marker_is_not_adopted(run, repo):
+    # `rm -rf .codesearch` racing a writer can leave generation files without the marker: only a
+    # marker codesearch wrote and can verify claims a folder, so the user is told to delete the rest.
     assert run("index", str(repo))[0] == 0
     index = repo / ".codesearch"
     for name in ("CACHEDIR.TAG", "meta.json"):
         (index / name).unlink()
+    before = _tree(repo)
     code, _, err = run("index", str(repo))
-    assert code == 0, err
-    assert (index / "CACHEDIR.TAG").is_file() and (index / "meta.json").is_file()
-    (index / "CACHEDIR.TAG").unlink()
-    (index / "meta.json").unlink()
-    (index / "notes.txt").write_text("a user's file", encoding="utf-8")  # then it is not ours alone
-    code, _, err = run("index", str(repo))
-    assert code == 2 and "not a codesearch index" in err
+    assert code == 2 and "not a codesearch index" in err and str(index) in err
+    assert _tree(repo) == before
 
 
 def test_index_folder_and_generations_are_private(run, repo):
@@ -201,23 +198,35 @@ def _free_port() -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
-@pytest.mark.parametrize("tcp", [False, True], ids=["stdio", "tcp"])
-def test_language_server_listens_only_when_asked_and_only_on_loopback(repo, tiny_model, tcp):
+@pytest.mark.parametrize("transport", ["stdio", "tcp", "socket"])
+def test_language_server_listens_only_when_asked_and_only_on_loopback(repo, tiny_model, tmp_path, transport):
+    """stdio listens nowhere; --tcp on loopback only, with its token in a user-only file; --socket on no
+    TCP port at all, but on a user-only Unix socket (README: "Who may connect to the language server")."""
     port = _free_port()
-    argv = [sys.executable, "-m", "codesearch", "lsp"] + (["--tcp", "--port", str(port)] if tcp else [])
-    env = {**os.environ, "CODESEARCH_MODEL": str(tiny_model), "CODESEARCH_THREADS": "1"}
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    argv = [sys.executable, "-m", "codesearch", "lsp"] + {
+        "stdio": [], "tcp": ["--tcp", "--port", str(port)], "socket": ["--socket"]}[transport]
+    env = {**os.environ, "CODESEARCH_MODEL": str(tiny_model), "CODESEARCH_THREADS": "1",
+           "XDG_RUNTIME_DIR": str(runtime)}
     proc = subprocess.Popen(argv, cwd=repo, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, env=env)
+    listening = {"stdio": None, "tcp": runtime / "codesearch" / f"lsp-{port}.token",
+                 "socket": runtime / "codesearch" / "lsp.sock"}[transport]
     try:
         deadline = time.monotonic() + 120
         sockets: list = []
         while time.monotonic() < deadline and proc.poll() is None:
             sockets = _listening(proc.pid)
-            if sockets or not tcp and time.monotonic() > deadline - 110:  # stdio: give it 10 s to misbehave
-                break
+            if listening is not None and listening.exists() or listening is None and time.monotonic() > deadline - 110:
+                break  # stdio: give it 10 s to misbehave
             time.sleep(0.2)
         assert proc.poll() is None
-        assert sockets == ([("127.0.0.1", port)] if tcp else [])
+        sockets = _listening(proc.pid)
+        assert sockets == ([("127.0.0.1", port)] if transport == "tcp" else [])
+        if listening is not None:
+            assert oct(listening.lstat().st_mode & 0o777) == oct(0o600)
+            assert oct(listening.parent.lstat().st_mode & 0o777) == oct(0o700)
     finally:
         proc.kill()
         proc.wait()

@@ -65,7 +65,8 @@ def test_renamed_file_is_not_re_embedded_and_old_rows_go(repo, settings):
     build_index(repo, settings)
     shutil.move(repo / "py" / "retry.py", repo / "py" / "backoff.py")
     again = build_index(repo, settings)
-    assert again.chunks_embedded == 0 and again.files_deleted == 1
+    # only the file's summary chunk, which names the path, is new; its functions keep their vectors
+    assert again.chunks_embedded == 1 and again.files_deleted == 1
     paths = {row[1] for row in _rows(repo, settings)}
     assert "py/backoff.py" in paths and "py/retry.py" not in paths
 
@@ -163,7 +164,8 @@ def test_update_files_reads_only_the_named_files_and_matches_a_full_run(repo, se
     (repo / "go" / "stack.go").unlink()
     os.utime(repo / "rb" / "slug.rb", ns=(1, 1))  # not named: left alone
     report = update_files(repo, settings, ["py/jsonutil.py", "go/stack.go"])
-    assert (report.files_read, report.files_changed, report.files_deleted, report.chunks_embedded) == (1, 1, 1, 1)
+    # the changed function and the file's summary chunk, which shows it
+    assert (report.files_read, report.files_changed, report.files_deleted, report.chunks_embedded) == (1, 1, 1, 2)
     names = {row[2] for row in _rows(repo, settings)}
     assert "fresh_marker" in names and "Stack.Push" not in names
     after = _rows(repo, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -51,11 +52,14 @@ async def test_unknown_options_are_logged_not_fatal(lsp):
     assert any("unknown codesearch setting 'colour'" in m and "similarityThreshold" in m for m in messages), messages
 
 
-async def test_tcp_listens_on_localhost_only():
+async def test_tcp_listens_on_localhost_only(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "codesearch", "lsp", "--tcp", "--port", str(port)])
+    runtime = tmp_path / "run"  # where the token file goes (tests/test_lsp_transport.py checks it)
+    runtime.mkdir(mode=0o700)
+    server = subprocess.Popen([sys.executable, "-m", "codesearch", "lsp", "--tcp", "--port", str(port)],
+                              env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)})
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -24,11 +24,13 @@ def test_two_repositories_share_one_index_and_filter_by_name(run, repo, tmp_path
     code, out, err = run("index", str(fork), "--index", shared, "--repo-name", "the-fork", "--json")
     assert code == 0, err
     report = json.loads(out)
-    assert report["chunks_embedded"] == 1  # the fork's copies reuse the original's vectors
+    # the fork's copies reuse the original's vectors: its new function and that file's summary are new
+    assert report["chunks_embedded"] == 2
 
     code, out, _ = run("status", str(repo), "--index", shared, "--json")
     repos = json.loads(out)["repos"]
-    assert code == 0 and set(repos) == {"repo", "the-fork"} and repos["the-fork"] == repos["repo"] + 1
+    # one more function, and the summary chunk of the file that holds it
+    assert code == 0 and set(repos) == {"repo", "the-fork"} and repos["the-fork"] == repos["repo"] + 2
 
     for name in ("repo", "the-fork"):
         code, out, _ = run("query", "parse json", "--root", str(repo), "--index", shared, "--repo", name, "--json", "-k", "50")

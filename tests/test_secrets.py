@@ -331,7 +331,9 @@ FRAGMENTS = [
     b'password = "', b"token: '", b'"api_key" => "', b"-----BEGIN RSA PRIVATE KEY-----\n", b"AKIA", b"AIza",
     b"ghp_", b"github_pat_", b"glpat-", b"xoxb-123456789-", b"sk_live_", b"sk-ant-api03-", b"T3BlbkFJ",
     b"hf_", b"npm_", b"pypi-AgEIcHlwaS5vcmc", b"eyJ", b".eyJ", b"hooks.slack.com/services/T", b'"', b"'", b"=",
-    b":", b"\n", b" ", b"\\n",
+    b":", b"\n", b" ", b"\\n", b"://", b"@", b"Authorization: ", b'"authorization": "', b"Bearer ", b"Basic ",
+    b"Token ", b"auth=(", b"HTTPBasicAuth(", b"basic_auth(", b"Some(", b", ", b"AccountKey=", b"&sig=", b"%2B",
+    b"MIIEvQIBA", b"MIGHAgEA", b"MHcCAQEE", b"b3BlbnNzaC1rZXktdjE", b"{", b"$",
 ]
 
 

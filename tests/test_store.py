@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from codesearch.errors import CodesearchError
+from codesearch.indexdir import claim_index_dir
 from codesearch.store import (
     SCHEMA_VERSION, FileState, IndexMeta, Store, centered_cosine, glob_to_like, sql_in, sql_str,
 )
@@ -58,7 +59,7 @@ def test_replace_files_swaps_a_files_rows_and_keeps_others(store):
     store.replace_files(["it's.py"], [_row("it's.py", "new"), _row("it's.py", "new", window=1)], [state("it's.py")])
     names = sorted(store.chunks.to_arrow()["name"].to_pylist())
     assert names == ["keep", "new", "new"]
-    assert store.counts() == {"files": 2, "chunks": 2, "rows": 3}
+    assert store.counts() == {"files": 2, "chunks": 2, "functions": 2, "rows": 3}
     assert sorted(store.vectors_for({"new", "missing"})) == ["new"]
     assert store.vectors_for({"new"})["new"].shape == (2, 4)
     store.delete_files(["it's.py"])
@@ -69,7 +70,7 @@ def test_replace_files_swaps_a_files_rows_and_keeps_others(store):
 def test_missing_and_damaged_index_are_clear_errors(tmp_path):
     with pytest.raises(CodesearchError, match="no index"):
         Store.open(tmp_path / "nothing")
-    (tmp_path / "bad").mkdir()
+    claim_index_dir(tmp_path / "bad")  # a folder of ours whose meta.json was damaged
     (tmp_path / "bad" / "meta.json").write_text("{not json")
     with pytest.raises(CodesearchError, match="damaged meta.json"):
         Store.open(tmp_path / "bad")
