@@ -159,6 +159,29 @@ def find_root(start: Path) -> Path:
     return start
 
 
+def _enclosing_index_root(path: Path) -> Path | None:
+    """The nearest directory strictly above `path`, within its git work tree, whose own index (its
+    configured `index_dir` folder) exists, when `path` has none of its own; None otherwise. A nested
+    repository (a submodule) keeps an index of its own, as git keeps its own history."""
+    path = path.resolve()
+    if _has_own_index(path) or (path / ".git").exists():
+        return None
+    for directory in path.parents:
+        if _has_own_index(directory):
+            return directory
+        if (directory / ".git").exists():
+            return None
+    return None
+
+
+def _has_own_index(directory: Path) -> bool:
+    try:
+        settings = load_settings(directory)
+    except CodesearchError:
+        return False
+    return not settings.remote_index and settings.index_path(directory).is_dir()
+
+
 def _settings(root: Path, args: argparse.Namespace) -> Settings:
     flags = {name: getattr(args, name, None) for name in ("model", "device", "threads", "index_dir")}
     return load_settings(root, flags)
@@ -174,6 +197,10 @@ def cmd_index(args: argparse.Namespace, out: Console, err: Console) -> int:
     root = Path(args.path)
     if not root.is_dir():
         raise CodesearchError(f"not a directory: {args.path}")
+    if args.index_dir is None and (enclosing := _enclosing_index_root(root)) is not None:
+        if not args.json:
+            err.print(terminal_safe(f"updating the index of {enclosing} (it holds {root.resolve()})"), highlight=False)
+        root = enclosing  # as git finds its repository from a subdirectory: no second, nested index
     names = ("model", "device", "threads", "tracked_only", "repo_name", "index_dir")
     flags = {name: getattr(args, name) for name in names}
     settings = load_settings(root.resolve(), flags)

@@ -22,6 +22,7 @@ import errno
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import stat
 import subprocess
@@ -31,6 +32,7 @@ from pathlib import Path
 from codesearch.errors import CodesearchError
 
 MARKER = "CACHEDIR.TAG"
+GIT_IGNORE = ".gitignore"
 _MARKER_HEAD = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
     "# This folder is a codesearch index (https://bford.info/cachedir/): it can be rebuilt.\n"
@@ -40,6 +42,11 @@ _KEY_BYTES = 32
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _MAX_NOTE_BYTES = 1 << 20  # a note or meta.json bigger than this is not one we wrote
+
+
+_OURS_HERE: set[str] = set()  # real paths of the index folders this process claimed or verified
+_OUR_ENTRY = re.compile(r"db(?:-[0-9a-f]{12})?|meta\.json|write\.lock|secret-rules(?:-[0-9a-f]{16})?|vector-index\.json"
+                        r"|CACHEDIR\.TAG|\.gitignore|\..+\.tmp")
 
 
 class UntrustedIndexDir(CodesearchError):
@@ -169,6 +176,7 @@ def verify_index_dir(path: Path) -> None:
             f"index elsewhere with --index, or remove it from git and delete it"
         )
     if _marker_verifies(path):
+        _OURS_HERE.add(os.path.realpath(path))
         return
     if (path / MARKER).exists() or (path / "meta.json").exists():
         raise UntrustedIndexDir(
@@ -189,10 +197,34 @@ def claim_index_dir(path: Path) -> None:
         os.chmod(path, 0o700)  # mkdir's mode is masked by the umask; this folder is new and ours
     elif stat.S_ISDIR(st.st_mode) and not any(os.scandir(path)):
         pass  # an empty folder the user pointed us at: ours from now on, its mode left as it is
+    elif _taken_back(path):
+        pass  # deleted under this process while it wrote: what is left is its own generation files
     else:
         verify_index_dir(path)
+        _ignore_for_git(path)
         return
     write_atomic(path / MARKER, _marker_text())
+    _ignore_for_git(path)
+    _OURS_HERE.add(os.path.realpath(path))
+
+
+def _taken_back(path: Path) -> bool:
+    """Whether `path` is an index folder this process claimed, that lost its marker (an `rm -rf`
+    racing this process's own writes leaves its generation files without it), and that holds
+    nothing but what codesearch writes, and no symlink. Another process never takes it back."""
+    st = _lstat(path)
+    if st is None or not stat.S_ISDIR(st.st_mode) or os.path.realpath(path) not in _OURS_HERE:
+        return False
+    if (path / MARKER).exists() or symlink_inside(path) is not None:
+        return False
+    return all(_OUR_ENTRY.fullmatch(entry.name) for entry in os.scandir(path))
+
+
+def _ignore_for_git(path: Path) -> None:
+    """A `.gitignore` of `*` in the index folder, so that `git add -A` never commits the index and
+    `git status` does not list it (as other tools do with their cache folders)."""
+    if not os.path.lexists(path / GIT_IGNORE):
+        write_atomic(path / GIT_IGNORE, "# made by codesearch: this folder is a local index\n*\n")
 
 
 def is_index_dir(path: Path) -> bool:

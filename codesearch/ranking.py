@@ -30,6 +30,7 @@ COHERENCE_CAP = 3  # other candidates counted at most
 _IDENTIFIER = r"[A-Za-z_$][\w$]*"
 _SYMBOL = re.compile(rf"{_IDENTIFIER}(?:(?:\.|::|#|->|/){_IDENTIFIER})*")
 _SEPARATOR = re.compile(r"\.|::|#|->|/")
+_NAME_SEPARATOR = re.compile(r"\.|::?|#|->|/")  # in chunk names also ":": module-level code is "file.py:app"
 # Words that ask for a role: a query that says "test" wants tests.
 _ROLE_WORDS = {
     "test": {"test", "tests", "testing", "spec", "specs", "unittest", "pytest", "fixture", "fixtures", "mock"},
@@ -73,7 +74,7 @@ def definition_match(symbol: Symbol, name: str) -> float:
     """How surely a chunk named `name` (`Class.method`, `function`) defines `symbol`, 0 to 1:
     1 for the very name, 0.9 for a name the symbol ends (`Config.load` for `load`, a constructor
     `Matrix.Matrix` for `Matrix`), 0.8 for the last part alone, 0.6 for the last part but for case."""
-    parts = tuple(p for p in _SEPARATOR.split(name) if p)
+    parts = tuple(p for p in _NAME_SEPARATOR.split(name) if p)
     if not parts:
         return 0.0
     if parts == symbol.parts:

@@ -607,11 +607,12 @@ class Store:
 
     @_guarded
     def definitions(self, name: str, where: str | None, limit: int = 50) -> list[dict]:
-        """Window-0 rows of the chunks named `name`, or `Something.name`, whatever the case: the
-        candidates for a query that names a symbol (ranking.symbol_of)."""
+        """Window-0 rows of the chunks named `name`, `Something.name` or `file:name` (module-level code
+        that sets it), whatever the case: the candidates for a query that names a symbol (ranking.symbol_of)."""
         lowered = name.lower()
         escaped = lowered.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        predicate = f"window = 0 AND (lower(name) = {sql_str(lowered)} OR lower(name) LIKE {sql_str('%.' + escaped)})"
+        predicate = (f"window = 0 AND (lower(name) = {sql_str(lowered)} OR lower(name) LIKE {sql_str('%.' + escaped)}"
+                     f" OR lower(name) LIKE {sql_str('%:' + escaped)})")
         if where:
             predicate += f" AND ({where})"
         return self.chunks.search().where(predicate).select(self._hit_columns()).limit(limit).to_list()

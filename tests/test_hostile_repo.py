@@ -374,3 +374,18 @@ def test_claiming_twice_is_idempotent(tmp_path):
     assert (folder / MARKER).read_text(encoding="utf-8") == marker
     assert folder.stat().st_mode & 0o777 == 0o700
     assert sys.platform != "linux" or not any(p.name.endswith(".tmp") for p in folder.iterdir())
+
+
+def test_the_process_that_made_a_folder_takes_it_back_after_an_rm_racing_its_writes(tmp_path):
+    folder = tmp_path / "idx"
+    claim_index_dir(folder)
+    for entry in list(folder.iterdir()):
+        entry.unlink()  # `rm -rf` ...
+    (folder / "db-0123456789ab").mkdir()  # ... while this process still wrote a generation
+    claim_index_dir(folder)
+    verify_index_dir(folder)
+    for entry in (folder / MARKER, folder / ".gitignore"):
+        entry.unlink()
+    (folder / "notes.txt").write_text("a user's file", encoding="utf-8")  # not ours alone: never taken back
+    with pytest.raises(CodesearchError, match="not a codesearch index"):
+        claim_index_dir(folder)

@@ -40,6 +40,7 @@ def test_symbol_of(query, parts):
     (("Load",), "load", 0.6),
     (("load",), "loader", 0.0),
     (("load",), "", 0.0),
+    (("app",), "routes.py:app", 0.9),  # module-level code that sets it
 ])
 def test_definition_match(symbol, name, score):
     assert definition_match(Symbol(symbol), name) == score
