@@ -572,7 +572,7 @@ def group_fingerprint(members) -> str:
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(["git", "-c", "core.quotepath=off", "-C", str(root), *args],
+        return subprocess.run(["git", "-c", "core.quotepath=off", "-c", "core.fsmonitor=false", "-C", str(root), *args],
                               capture_output=True, text=True, check=False)
     except FileNotFoundError:
         raise CodesearchError("--changed-since needs git, which is not installed") from None

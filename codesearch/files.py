@@ -381,12 +381,17 @@ def _gitdir_of_file(dot_git: str) -> str | None:
     return os.path.join(os.path.dirname(dot_git), line[len("gitdir:"):].strip())
 
 
+# A repository's own .git/config is untrusted (an unpacked archive can carry one): git must not run
+# a command it names. core.fsmonitor is the one that git runs for ls-files and status.
+UNTRUSTED_REPOSITORY = ("-c", "core.fsmonitor=false")
+
+
 def _git(args: list[str], cwd: str) -> str | None:
     """Run git and return its stdout, or None when git is missing or fails."""
     if shutil.which("git") is None:
         return None
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=30, check=False)
+        done = subprocess.run(["git", *UNTRUSTED_REPOSITORY, *args], cwd=cwd, capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.decode("utf-8", "surrogateescape") if done.returncode == 0 else None
@@ -578,8 +583,7 @@ class _Walker:
         except OSError as e:
             return None, "symlink loop" if e.errno == errno.ELOOP else "broken symlink"
         target = os.path.realpath(entry.path)
-        inside = target == self.root or target.startswith(self.root.rstrip(os.sep) + os.sep)
-        if not inside:
+        if not _is_inside(target, self.root):
             return st, "symlink outside root"
         if stat.S_ISDIR(st.st_mode):
             return st, "symlink"  # it would duplicate a directory the walk reaches anyway

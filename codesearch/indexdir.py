@@ -150,7 +150,8 @@ def _tracked_by_git(path: Path) -> bool:
     """Whether git tracks any file below `path` (False when there is no git or no repository)."""
     try:
         done = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--", "."], cwd=path, capture_output=True, timeout=30, check=False
+            ["git", "-c", "core.fsmonitor=false", "ls-files", "-z", "--cached", "--", "."],  # never run the repo's monitor
+            cwd=path, capture_output=True, timeout=30, check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False

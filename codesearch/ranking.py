@@ -153,7 +153,7 @@ def rerank(
         total = score
         role, penalty = role_penalty(path, spared)
         if symbol is not None and (match := definition_match(symbol, rows[cid]["name"])):
-            if path_role(path) == "stub":
+            if role == "stub":
                 match /= 2  # a declaration (.d.ts, .pyi) names the symbol; the implementation defines it
             total += DEFINITION_BOOST * match
             notes.append(f"defines {'.'.join(symbol.parts)} {DEFINITION_BOOST * match:+.2f}")

@@ -389,3 +389,20 @@ def test_the_process_that_made_a_folder_takes_it_back_after_an_rm_racing_its_wri
     (folder / "notes.txt").write_text("a user's file", encoding="utf-8")  # not ours alone: never taken back
     with pytest.raises(CodesearchError, match="not a codesearch index"):
         claim_index_dir(folder)
+
+
+def test_git_never_runs_a_command_the_repositorys_own_config_names(run, repo, tmp_path):
+    # An unpacked archive can carry .git/config: `git ls-files` would run its core.fsmonitor command.
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "x")
+    marker = tmp_path / "ran"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n", encoding="utf-8")
+    hook.chmod(0o755)
+    _git(repo, "config", "core.fsmonitor", str(hook))
+    for argv in (("index", str(repo), "--tracked-only"), ("index", str(repo)), ("status", str(repo)),
+                 ("clones", str(repo), "--changed-since", "HEAD")):
+        code, _, err = run(*argv)
+        assert code in (0, 1), (argv, err)
+    assert not marker.exists()
